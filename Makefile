@@ -1,0 +1,28 @@
+# The two commands: `make demo` and `make test`. Both create .venv when it is missing and
+# install the pinned dependencies (requirements/constraints.txt) before they run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export VTK_DEFAULT_OPENGL_WINDOW ?= vtkEGLRenderWindow
+export QT_QPA_PLATFORM ?= offscreen
+
+.PHONY: demo test bench reproduce clean-demo lint
+
+$(STAMP): pyproject.toml requirements/dev.txt requirements/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -r requirements/dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m MultiModalSegLib demo --output demo-output
+
+test: $(STAMP)
+	$(PY) -m pytest -q Testing
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py --output bench-output
+
+clean-demo:
+	rm -rf demo-output
