@@ -1,0 +1,64 @@
+"""Tiny, untrained but complete models and manifests for tests of the package, inference and CLI code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+LIVER_LABELS = [
+    {"value": 1, "name": "liver", "color": [0.86, 0.55, 0.39]},
+    {"value": 2, "name": "tumor", "color": [0.9, 0.2, 0.2]},
+]
+
+
+def tiny_maml_manifest(model_id: str = "tiny-maml") -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "version": 1,
+        "method": "maml",
+        "title": "tiny untrained MAML for tests",
+        "modalities": [
+            {"name": "arterial", "patterns": ["*art*"], "normalization": "ct"},
+            {"name": "venous", "patterns": ["*ven*"], "normalization": "ct"},
+        ],
+        "reference_modality": "venous",
+        "labels": LIVER_LABELS,
+        "preprocessing": {},
+        "patch_size": [8, 16, 16],
+        "supports_missing_modalities": True,
+        "provenance": {"data": "none (random weights for tests)"},
+    }
+
+
+def make_tiny_maml(seed: int = 0):
+    import torch
+
+    from MultiModalSegLib.models import MAML
+
+    torch.manual_seed(seed)
+    return MAML(["arterial", "venous"], 3, base_filters=4, max_filters=8,
+                strides=[(1, 2, 2), (2, 2, 2)], deep_supervision=False)
+
+
+def make_tiny_dtc(seed: int = 0):
+    import torch
+
+    from MultiModalSegLib.models import DTCVNet
+
+    torch.manual_seed(seed)
+    return DTCVNet(1, 1, base_filters=2)
+
+
+def tiny_dtc_manifest(model_id: str = "tiny-dtc") -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "version": 1,
+        "method": "dtc",
+        "title": "tiny untrained DTC for tests",
+        "modalities": [{"name": "mri", "patterns": ["*mr*"], "normalization": "mr"}],
+        "labels": [{"value": 1, "name": "atrium", "color": [0.8, 0.3, 0.3]}],
+        "preprocessing": {},
+        "patch_size": [16, 16, 16],
+        "supports_missing_modalities": False,
+        "provenance": {"data": "none (random weights for tests)"},
+    }
