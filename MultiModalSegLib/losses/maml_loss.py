@@ -1,0 +1,155 @@
+"""MAML's training loss: ``L = L_joint(Y | X) + lambda * sum_i L_intra(Y | X_i)``.
+
+The joint output (attention-fused features of all modalities) and each modality's own
+branch output are supervised with the same label map, so every branch learns to segment
+alone: that is what lets MAML run with a modality missing. Each term is nnU-Net's
+Dice + cross-entropy (:class:`DiceCELoss`), with nnU-Net's deep supervision when the
+model also returns lower-resolution logits.
+
+Reference code (YaoZhang93/MAML, ``MAMLTrainerV2``): there is no explicit lambda. The
+network returns the joint full-resolution logits followed by every branch's deep
+supervision outputs; the loss weights are ``[w_0] + [w_0 .. w_{n-1}] * M`` with nnU-Net's
+``w_l`` (``1/2^l``, lowest resolution dropped, normalised to sum 1). So each branch's
+deep-supervised loss has total weight 1 and the joint loss (full resolution only) has
+weight ``w_0`` (0.533 for 5 outputs). Relative to ``L_joint`` that is
+``lambda = 1 / w_0`` (1.875 for 5 outputs), up to an overall factor ``w_0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from MultiModalSegLib.losses.dice import DiceCELoss
+
+__all__ = ["MAMLLoss", "nnunet_deep_supervision_weights"]
+
+
+def nnunet_deep_supervision_weights(num_outputs: int) -> list[float]:
+    """nnU-Net v1's weights for outputs ordered from full to lowest resolution.
+
+    ``w_l = 1 / 2^l``, the lowest-resolution output gets 0 (when there are two or more),
+    then normalised to sum 1. E.g. 1 -> [1]; 3 -> [2/3, 1/3, 0];
+    5 -> [0.5333, 0.2667, 0.1333, 0.0667, 0].
+    """
+    if num_outputs < 1:
+        raise ValueError(f"num_outputs must be >= 1, got {num_outputs}.")
+    weights = [1.0 / 2**level for level in range(num_outputs)]
+    if num_outputs > 1:
+        weights[-1] = 0.0
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _downsample_target(target: Tensor, spatial_shape: torch.Size) -> Tensor:
+    """Nearest-neighbour resize of a class-index map ``[B, *spatial]`` (as nnU-Net's order-0 resize).
+
+    ``nearest-exact`` samples the voxel whose centre is nearest (pixel-centre aligned,
+    like skimage's order-0 ``resize`` that nnU-Net uses), not torch's legacy "nearest".
+    """
+    resized = F.interpolate(target[:, None].float(), size=tuple(spatial_shape), mode="nearest-exact")
+    return resized[:, 0].long()
+
+
+class MAMLLoss(nn.Module):
+    """``L_joint + lambda_intra * sum_i L_intra_i``, each term deep-supervised as nnU-Net.
+
+    Args:
+        lambda_intra: weight of the summed per-modality losses. Default 1.0 (each branch
+            counts as much as the joint output); the reference code's weighting
+            corresponds to ``1 / w_0`` (see the module docstring).
+        deep_supervision_weights: weights of the outputs from full to lowest resolution
+            for every head. None: :func:`nnunet_deep_supervision_weights` for the number
+            of outputs the model returned (so without deep supervision the single
+            output has weight 1). An explicit sequence is used as given (not
+            renormalised) and must have one weight per output.
+        segmentation_loss: the per-output loss; default :class:`DiceCELoss` (nnU-Net's).
+
+    ``forward(outputs, target)`` takes the MAML forward dict:
+
+    * ``"joint"``: logits ``[B, K, *spatial]``;
+    * ``"branches"``: ``{modality: logits [B, K, *spatial]}``;
+    * optional ``"joint_deep"``: list of lower-resolution joint logits, highest first;
+    * optional ``"branches_deep"``: ``{modality: [logits, ...]}`` (highest first), or a
+      list with one ``{modality: logits}`` dict per level;
+    * ``"attention"`` and any other keys are ignored.
+
+    and the target label map, class indices ``[B, *spatial]`` or ``[B, 1, *spatial]``;
+    rows beyond the outputs' batch are ignored (a semi-supervised batch may pass the
+    labels of its whole batch with the outputs of its labeled first rows).
+    Targets of lower-resolution outputs are nearest-downsampled to each output's size.
+    Returns ``{"total", "joint", "intra/<modality>" ...}`` (scalars), so training can
+    log each term.
+    """
+
+    def __init__(
+        self,
+        lambda_intra: float = 1.0,
+        deep_supervision_weights: Sequence[float] | None = None,
+        segmentation_loss: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.lambda_intra = float(lambda_intra)
+        self.deep_supervision_weights = (
+            None if deep_supervision_weights is None else [float(w) for w in deep_supervision_weights]
+        )
+        self.segmentation_loss = segmentation_loss if segmentation_loss is not None else DiceCELoss()
+
+    def _weights_for(self, num_outputs: int) -> list[float]:
+        if self.deep_supervision_weights is None:
+            return nnunet_deep_supervision_weights(num_outputs)
+        if len(self.deep_supervision_weights) != num_outputs:
+            raise ValueError(
+                f"deep_supervision_weights has {len(self.deep_supervision_weights)} weights but the "
+                f"model returned {num_outputs} outputs per head (full resolution + deep levels)."
+            )
+        return self.deep_supervision_weights
+
+    def _head_loss(self, outputs: Sequence[Tensor], target: Tensor, cache: dict[Any, Tensor]) -> Tensor:
+        """Weighted sum over one head's outputs, full resolution first."""
+        total = outputs[0].new_zeros((), dtype=torch.float32)
+        for weight, logits in zip(self._weights_for(len(outputs)), outputs):
+            if weight == 0:
+                continue
+            spatial = logits.shape[2:]
+            if spatial not in cache:
+                cache[spatial] = _downsample_target(target, spatial)
+            total = total + weight * self.segmentation_loss(logits, cache[spatial])
+        return total
+
+    @staticmethod
+    def _branch_levels(outputs: Mapping[str, Any]) -> dict[str, list[Tensor]]:
+        branches: Mapping[str, Tensor] = outputs["branches"]
+        levels = {name: [logits] for name, logits in branches.items()}
+        deep = outputs.get("branches_deep")
+        if deep is None:
+            return levels
+        if isinstance(deep, Mapping):
+            for name, deep_logits in deep.items():
+                levels[name].extend(deep_logits)
+        else:
+            for level in deep:
+                for name, logits in level.items():
+                    levels[name].append(logits)
+        return levels
+
+    def forward(self, outputs: Mapping[str, Any], target: Tensor) -> dict[str, Tensor]:
+        joint = outputs["joint"]
+        if target.dim() == joint.dim():
+            target = target[:, 0]
+        target = target[: joint.shape[0]].to(joint.device).long()
+        if target.shape[0] != joint.shape[0] or target.shape[1:] != joint.shape[2:]:
+            raise ValueError(f"Target {tuple(target.shape)} does not match the joint logits {tuple(joint.shape)}.")
+        cache: dict[Any, Tensor] = {joint.shape[2:]: target}
+        joint_levels = [joint, *outputs.get("joint_deep", [])]
+        terms: dict[str, Tensor] = {"joint": self._head_loss(joint_levels, target, cache)}
+        intra_sum = terms["joint"].new_zeros(())
+        for name, levels in self._branch_levels(outputs).items():
+            terms[f"intra/{name}"] = self._head_loss(levels, target, cache)
+            intra_sum = intra_sum + terms[f"intra/{name}"]
+        terms["total"] = terms["joint"] + self.lambda_intra * intra_sum
+        return terms
