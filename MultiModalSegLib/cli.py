@@ -1,0 +1,200 @@
+"""``mmseg`` / ``python -m MultiModalSegLib``: the command-line interface.
+
+Verbs: ``predict``, ``models``, ``demo`` (and, from the training module, ``train`` and
+``finetune``). Long verbs print JSON-line events on stdout (``progress.py``); a user error
+prints an ``error`` event with a sentence and exits with code 2. Parsing imports neither
+torch nor SimpleITK, so ``mmseg --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from MultiModalSegLib import __version__
+from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.progress import ProgressReporter
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USER_ERROR = 2
+
+
+def parse_named_inputs(pairs: list[str]) -> dict[str, Path]:
+    """``["arterial=a.nii.gz", ...]`` -> ``{"arterial": Path("a.nii.gz")}``, with clear errors."""
+    named: dict[str, Path] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        name = name.strip()
+        if not sep or not name or not path:
+            raise MultiModalSegError(
+                f"Input '{pair}' is not NAME=PATH; write each input as a modality name and a file, "
+                "for example --input venous=venous.nii.gz.")
+        if name in named:
+            raise MultiModalSegError(f"Modality '{name}' was given twice; give each modality once.")
+        named[name] = Path(path)
+    return named
+
+
+def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="segment one case with a model package",
+        description="Segment one case. Writes the label map, probabilities, attention / level-set and "
+                    "uncertainty maps as NIfTI, and result.json listing every file.")
+    parser.add_argument("--model", required=True, help="model id (see `mmseg models`) or package folder")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                        help="one modality image (NIfTI, NRRD, MHA or a DICOM folder); repeat per modality")
+    parser.add_argument("--output", required=True, type=Path, help="output folder")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
+    parser.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (default 1)")
+    parser.add_argument("--largest-component", action="store_true",
+                        help="keep only the largest connected component of each label")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow writing into a non-empty output folder")
+    parser.set_defaults(run=run_predict)
+
+
+def _check_output_folder(output: Path, inputs: dict[str, Path], overwrite: bool) -> None:
+    """Never write over the user's inputs or an earlier result unless asked to."""
+    resolved_inputs = {p.resolve() for p in inputs.values()}
+    output_resolved = output.resolve()
+    for path in resolved_inputs:
+        if path == output_resolved or output_resolved in path.parents:
+            raise MultiModalSegError(
+                f"The output folder {output} contains the input {path}; choose another output folder so "
+                "your inputs are never overwritten.")
+    if output.exists() and not output.is_dir():
+        raise MultiModalSegError(f"The output {output} is a file; give a folder.")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise MultiModalSegError(
+            f"The output folder {output} is not empty; choose a new folder or pass --overwrite.")
+
+
+def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
+    from MultiModalSegLib.imageio import read_image
+    from MultiModalSegLib.inference import predict
+    from MultiModalSegLib.weights import load_model_package
+
+    inputs = parse_named_inputs(args.input)
+    if not inputs:
+        raise MultiModalSegError("No input was given; add --input NAME=PATH for each modality.")
+    if not 0.0 <= args.overlap < 1.0:
+        raise MultiModalSegError(f"--overlap must be in [0, 1), got {args.overlap}.")
+    if args.batch_size < 1:
+        raise MultiModalSegError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    _check_output_folder(args.output, inputs, args.overwrite)
+    reporter.emit("started", verb="predict", model=str(args.model))
+    package = load_model_package(args.model)
+    images = {}
+    for index, (name, path) in enumerate(inputs.items(), start=1):
+        images[name] = read_image(path)
+        reporter.progress("loading", index, len(inputs), modality=name)
+    result = predict(package, images, device=args.device, overlap=args.overlap, batch_size=args.batch_size,
+                     largest_component=args.largest_component,
+                     progress=lambda done, total: reporter.progress("inference", done, total))
+    del images
+    reporter.progress("writing", 0, 1)
+    summary = result.write(args.output, inputs={k: str(v.resolve()) for k, v in inputs.items()})
+    reporter.progress("writing", 1, 1)
+    reporter.result(output=str(args.output.resolve()), result_json=str((args.output / "result.json").resolve()),
+                    files=summary["files"], timing=summary["timing"], available=summary["available"])
+    return EXIT_OK
+
+
+def _add_models_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list the model packages that can be used",
+                                   description="List bundled model packages and the current versions in the "
+                                               "user model store.")
+    parser.add_argument("--json", action="store_true", help="one JSON object per model on stdout")
+    parser.set_defaults(run=run_models)
+
+
+def run_models(args: argparse.Namespace, reporter: ProgressReporter) -> int:
+    from MultiModalSegLib.weights import find_model_packages
+
+    packages = find_model_packages()
+    if args.json:
+        for package in packages:
+            reporter.emit("model", **package.summary())
+        return EXIT_OK
+    if not packages:
+        print("No model packages found (bundled: Resources/Models; user store: see `mmseg models --help`).")
+        return EXIT_OK
+    print(f"{'id':28} {'version':>7}  {'method':6}  modalities -> labels")
+    for package in packages:
+        summary = package.summary()
+        origin = "bundled" if package.read_only else "user"
+        print(f"{summary['id']:28} {summary['version']:>7}  {summary['method']:6}  "
+              f"{', '.join(summary['modalities'])} -> {', '.join(summary['labels'])}  [{origin}]")
+    return EXIT_OK
+
+
+def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="run the demo on bundled sample data",
+                                   description="Generate phantom sample cases, and pictures of them, into a folder.")
+    parser.add_argument("--output", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
+    parser.add_argument("--seed", type=int, default=2026, help="phantom seed (held out from training seeds)")
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace, reporter: ProgressReporter) -> int:
+    from MultiModalSegLib.demo import run_demo as demo
+
+    summary = demo(args.output, seed=args.seed, reporter=reporter)
+    reporter.result(**summary)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmseg", description="MultiModalSeg backend: MAML and DTC segmentation of multi-modal medical images.")
+    parser.add_argument("--version", action="version", version=f"MultiModalSegLib {__version__}")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    _add_predict_parser(subparsers)
+    _add_models_parser(subparsers)
+    _add_demo_parser(subparsers)
+    for module_name in ("MultiModalSegLib.training.cli_verbs",):
+        _add_optional_verbs(subparsers, module_name)
+    return parser
+
+
+def _add_optional_verbs(subparsers: argparse._SubParsersAction, module_name: str) -> None:
+    """Verbs that live with their subsystem (training) register themselves here."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return
+        raise
+    module.add_parsers(subparsers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    reporter = ProgressReporter()
+    try:
+        return int(args.run(args, reporter) or EXIT_OK)
+    except MultiModalSegError as exc:
+        reporter.error(str(exc))
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        reporter.emit("cancelled", message="Interrupted.")
+        return 130
+    except Exception as exc:  # a bug, not the user's fault: say so, keep the traceback on stderr
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        reporter.error(f"Internal error ({type(exc).__name__}: {exc}); please report it with the log above.")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
