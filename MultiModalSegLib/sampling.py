@@ -1,0 +1,523 @@
+"""Training patches: prepared cases, random patch sampling with augmentation, two-stream batches.
+
+Training does not look at whole volumes: it draws fixed-size patches. This module turns a
+:class:`~MultiModalSegLib.datasets.Case` into arrays once (:func:`prepare_case`: align the
+modalities onto the reference grid, normalise each, stack them as channels), draws
+augmented patches from the prepared cases (:class:`PatchSampler`), and assembles the
+batches both training loops consume (:class:`TwoStreamBatchLoader`).
+
+What the two references do, and what the defaults reproduce:
+
+* DTC (HiLab-git/DTC ``code/dataloaders/la_heart.py``, ``train_la_dtc.py``): ``RandomCrop``
+  of 112x112x80 (x, y, z; ``(80, 112, 112)`` in array order) anywhere in the volume, no
+  foreground forcing, then ``RandomRotFlip``: ``np.rot90`` by k in 0..3 in the axial plane
+  and a flip along one of the two in-plane axes. ``TwoStreamBatchSampler`` fills each batch
+  of 4 with 2 labeled and 2 unlabeled cases. :meth:`PatchSamplingConfig.for_dtc`.
+* MAML (nnU-Net v1): a third of the patches are centred on a random voxel of a random
+  foreground class present in the case (``oversample_foreground_percent = 0.33``), the
+  rest anywhere; mirroring along every axis with probability 0.5. nnU-Net also rotates,
+  scales, deforms and alters gamma/contrast; those are not reproduced here (the intensity
+  jitter below is a simple stand-in). :meth:`PatchSamplingConfig.for_maml`.
+
+nnU-Net decides foreground forcing per batch slot (the last ``round(B * 0.33)`` of a batch),
+which gives 0 % or 50 % instead of 33 % for batches of 1 or 2 patches; here each labeled
+patch is forced with probability ``foreground_fraction`` (nnU-Net v2's
+``probabilistic_oversampling``), which is right on average for any batch size.
+
+Randomness: every draw takes a ``numpy.random.Generator``. The batch loader seeds one
+generator per (rank, worker) from ``numpy.random.SeedSequence([seed, rank, worker_id])``,
+so the stream is fixed by ``seed``, ``rank`` and ``num_workers``, and ranks of a
+DistributedDataParallel job draw different patches (unlike ``seed + rank``, seed 0 rank 1
+never equals seed 1 rank 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from MultiModalSegLib.datasets import Case
+from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.levelset import signed_distance_map
+from MultiModalSegLib.preprocessing import NormalizationSettings, align_to_reference, normalize_intensity
+
+__all__ = [
+    "PatchSampler",
+    "PatchSamplingConfig",
+    "PreparedCase",
+    "TwoStreamBatchLoader",
+    "class_index_lookup",
+    "pad_to_shape",
+    "prepare_case",
+    "stream_seed",
+]
+
+Shape3 = tuple[int, int, int]
+
+
+# --------------------------------------------------------------------------- prepared cases
+
+
+@dataclass
+class PreparedCase:
+    """A case as arrays on one voxel grid, ready for patch sampling.
+
+    ``image`` is float32 ``[M, z, y, x]`` with one normalised channel per modality in
+    ``modalities`` order; ``label`` is int16 ``[z, y, x]`` with the label values of the file
+    (not class indices) or None; ``spacing`` is in array order (mm). ``padding`` is the
+    ``((before, after), ...)`` per spatial axis added to reach a minimum shape.
+    """
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray | None
+    spacing: tuple[float, float, float]
+    modalities: tuple[str, ...]
+    source: str = ""
+    padding: tuple[tuple[int, int], ...] = ((0, 0), (0, 0), (0, 0))
+
+    @property
+    def is_labeled(self) -> bool:
+        return self.label is not None
+
+    @property
+    def shape(self) -> Shape3:
+        """Spatial shape ``(z, y, x)``."""
+        return tuple(self.image.shape[1:])  # type: ignore[return-value]
+
+
+def prepare_case(case: Case, modalities: Sequence[str], normalization: Mapping[str, str],
+                 settings: NormalizationSettings | dict[str, Any] | None = None, reference: str | None = None,
+                 minimum_shape: Sequence[int] | None = None) -> PreparedCase:
+    """Align, normalise and stack one case's modalities (and its label) for training.
+
+    Every modality is resampled onto the grid of ``reference`` with
+    :func:`~MultiModalSegLib.preprocessing.align_to_reference` (images already on it pass
+    through untouched), then normalised with
+    :func:`~MultiModalSegLib.preprocessing.normalize_intensity` by its scheme, as inference
+    does. The label keeps its values. When ``minimum_shape`` is given and the volume is
+    smaller along an axis, it is padded evenly on both sides (images with 0 after
+    normalisation, the label with background 0), like DTC's ``RandomCrop``.
+
+    Args:
+        case: the case.
+        modalities: the model's modalities, in channel order.
+        normalization: scheme per modality, ``"ct"``, ``"mr"`` or ``"none"``.
+        settings: normalisation settings (a model manifest's ``preprocessing``).
+        reference: the modality whose grid all others take; default ``modalities[0]``.
+        minimum_shape: ``(z, y, x)``, usually the patch size.
+
+    Raises:
+        MultiModalSegError: a modality or its normalisation is missing, the images do not
+            overlap, or the label holds values outside int16.
+    """
+    modalities = list(modalities)
+    if not modalities:
+        raise MultiModalSegError("No modalities were given; pass the model's modality names.")
+    reference = reference if reference is not None else modalities[0]
+    missing = [name for name in modalities if name not in case.images]
+    if missing:
+        raise MultiModalSegError(
+            f"Case '{case.case_id}' ({case.source}) has no {', '.join(missing)} image; the model needs "
+            f"{', '.join(modalities)}.")
+    unnamed = [name for name in modalities if name not in normalization]
+    if unnamed:
+        raise MultiModalSegError(
+            f"No intensity normalisation is set for {', '.join(unnamed)}; give 'ct', 'mr' or 'none' for every "
+            "modality.")
+    aligned, label_image, _ = align_to_reference({name: case.images[name] for name in modalities}, reference,
+                                                 label=case.label)
+    channels = [normalize_intensity(sitk.GetArrayViewFromImage(aligned[name]), normalization[name], settings)
+                for name in modalities]
+    image = np.stack(channels).astype(np.float32, copy=False)
+    label = None
+    if label_image is not None:
+        values = sitk.GetArrayFromImage(label_image)
+        if values.size and (values.min() < np.iinfo(np.int16).min or values.max() > np.iinfo(np.int16).max):
+            raise MultiModalSegError(
+                f"The label of case '{case.case_id}' holds values outside {np.iinfo(np.int16).min}.."
+                f"{np.iinfo(np.int16).max}; relabel it with small whole numbers.")
+        label = np.rint(values).astype(np.int16) if np.issubdtype(values.dtype, np.floating) \
+            else values.astype(np.int16)
+    prepared = PreparedCase(case_id=case.case_id, image=image, label=label,
+                            spacing=tuple(float(s) for s in reversed(aligned[reference].GetSpacing())),  # type: ignore[arg-type]
+                            modalities=tuple(modalities), source=case.source)
+    return pad_to_shape(prepared, minimum_shape) if minimum_shape is not None else prepared
+
+
+def pad_to_shape(case: PreparedCase, minimum_shape: Sequence[int]) -> PreparedCase:
+    """The case padded evenly (extra voxel after) to at least ``minimum_shape`` ``(z, y, x)``.
+
+    Returns ``case`` itself when it is already large enough. Images are padded with 0 (the
+    normalised mean, or the MR background), the label with 0 (background).
+    """
+    minimum = tuple(int(v) for v in minimum_shape)
+    if len(minimum) != 3:
+        raise MultiModalSegError(f"The minimum shape {minimum} must have three sizes (z, y, x).")
+    missing = [max(0, want - have) for want, have in zip(minimum, case.shape)]
+    if not any(missing):
+        return case
+    padding = tuple((m // 2, m - m // 2) for m in missing)
+    image = np.pad(case.image, ((0, 0), *padding), mode="constant", constant_values=0)
+    label = None if case.label is None else np.pad(case.label, padding, mode="constant", constant_values=0)
+    total = tuple((a + c, b + d) for (a, b), (c, d) in zip(case.padding, padding))
+    return PreparedCase(case_id=case.case_id, image=image, label=label, spacing=case.spacing,
+                        modalities=case.modalities, source=case.source, padding=total)
+
+
+# --------------------------------------------------------------------------- patches
+
+
+@dataclass
+class PatchSamplingConfig:
+    """How patches are cut and augmented. Defaults: DTC's LA recipe (see the module docstring)."""
+
+    patch_size: Shape3 = (80, 112, 112)  # (z, y, x); DTC LA: 112x112x80 in (x, y, z); MAML: nnU-Net plans
+    foreground_fraction: float = 0.0  # DTC: RandomCrop, no forcing (0.0); nnU-Net/MAML: 0.33
+    rot_flip: bool = True  # DTC RandomRotFlip: rot90 k in 0..3 in the axial (y, x) plane + flip y or x; needs y == x
+    mirror_axes: tuple[int, ...] = ()  # nnU-Net/MAML: (0, 1, 2), each flipped with probability 0.5; DTC: none
+    intensity_scale: float = 0.0  # each channel x U(1 - s, 1 + s); DTC: none; nnU-Net: brightness 0.75..1.25 at p 0.15
+    intensity_shift: float = 0.0  # each channel + U(-t, t) (normalised units); neither reference
+    locations_per_class: int = 10_000  # nnU-Net stores 10 000 random voxels per class for foreground sampling
+
+    @classmethod
+    def for_dtc(cls, patch_size: Sequence[int] = (80, 112, 112), **overrides: Any) -> PatchSamplingConfig:
+        """DTC's LA recipe: random crops, RandomRotFlip; ``overrides`` replace any field."""
+        recipe: dict[str, Any] = {"foreground_fraction": 0.0, "rot_flip": True, "mirror_axes": ()}
+        return cls(patch_size=tuple(int(v) for v in patch_size), **{**recipe, **overrides})  # type: ignore[arg-type]
+
+    @classmethod
+    def for_maml(cls, patch_size: Sequence[int], **overrides: Any) -> PatchSamplingConfig:
+        """MAML's nnU-Net recipe: 33 % foreground patches, mirroring along every axis; ``overrides`` replace any field."""
+        recipe: dict[str, Any] = {"foreground_fraction": 0.33, "rot_flip": False, "mirror_axes": (0, 1, 2)}
+        return cls(patch_size=tuple(int(v) for v in patch_size), **{**recipe, **overrides})  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        """Refuse settings that cannot sample, with a sentence that says what to change."""
+        size = tuple(self.patch_size)
+        if len(size) != 3 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in size):
+            raise MultiModalSegError(f"The patch size {size} must be three positive whole numbers (z, y, x).")
+        self.patch_size = tuple(int(v) for v in size)  # type: ignore[assignment]
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            raise MultiModalSegError(
+                f"The foreground fraction {self.foreground_fraction} must lie between 0 and 1.")
+        if self.rot_flip and self.patch_size[1] != self.patch_size[2]:
+            raise MultiModalSegError(
+                f"Rotating patches by 90 degrees in the axial plane needs equal y and x patch sizes, not "
+                f"{self.patch_size[1]} and {self.patch_size[2]}; make them equal or turn rot_flip off.")
+        if any(axis not in (0, 1, 2) for axis in self.mirror_axes):
+            raise MultiModalSegError(f"The mirror axes {self.mirror_axes} must be among 0 (z), 1 (y), 2 (x).")
+        if not 0.0 <= self.intensity_scale < 1.0 or self.intensity_shift < 0.0:
+            raise MultiModalSegError(
+                "The intensity jitter needs 0 <= intensity_scale < 1 and intensity_shift >= 0.")
+        if self.locations_per_class < 1:
+            raise MultiModalSegError("locations_per_class must be at least 1.")
+
+
+def class_index_lookup(label_values: Sequence[int]) -> dict[int, int]:
+    """Label value -> class index: background 0 -> 0, ``label_values[i]`` -> ``i + 1``.
+
+    ``label_values`` are the foreground values in class order (a manifest's ``labels``),
+    e.g. BraTS ``[1, 2, 4]`` gives ``{0: 0, 1: 1, 2: 2, 4: 3}``.
+    """
+    values = [int(v) for v in label_values]
+    if not values:
+        raise MultiModalSegError("No foreground labels were given; name the label values the model segments.")
+    if 0 in values:
+        raise MultiModalSegError("The label value 0 is the background; list only foreground label values.")
+    if len(set(values)) != len(values):
+        raise MultiModalSegError(f"The label values {values} repeat a value; list each label once.")
+    lookup = {0: 0}
+    lookup.update({value: index + 1 for index, value in enumerate(values)})
+    return lookup
+
+
+def _to_class_indices(label: np.ndarray, lookup: dict[int, int], case_id: str) -> np.ndarray:
+    """Map a label map's values to class indices (uint8), refusing values the model lacks."""
+    present = np.unique(label)
+    stray = [int(v) for v in present if int(v) not in lookup]
+    if stray:
+        raise MultiModalSegError(
+            f"The label of case '{case_id}' holds the value(s) {stray}, which are not among the model's labels "
+            f"{sorted(set(lookup) - {0})}; relabel the case or add the labels to the model.")
+    indices = np.zeros(label.shape, dtype=np.uint8)
+    for value, index in lookup.items():
+        if index:
+            indices[label == value] = index
+    return indices
+
+
+def _random_start(rng: np.random.Generator, shape: Shape3, patch: Shape3) -> tuple[int, ...]:
+    return tuple(int(rng.integers(0, s - p + 1)) for s, p in zip(shape, patch))
+
+
+def _start_around(voxel: np.ndarray, shape: Shape3, patch: Shape3) -> tuple[int, ...]:
+    """Start of the patch centred on ``voxel``, shifted to lie inside the volume (it still holds the voxel)."""
+    return tuple(int(min(max(int(v) - p // 2, 0), s - p)) for v, s, p in zip(voxel, shape, patch))
+
+
+class PatchSampler:
+    """Random, augmented patches from prepared cases, with labels as class indices.
+
+    A patch comes from a uniformly drawn case; a labeled case gives a foreground-centred
+    patch with probability ``config.foreground_fraction`` (a random foreground class present
+    in the case, then a random voxel of it, as nnU-Net), else a uniformly placed one. Then
+    the augmentations of ``config`` run in DTC's order: crop, rot90 + flip, mirroring,
+    intensity jitter. Image and label always get the same geometric transform.
+
+    Cases smaller than the patch are padded (:func:`pad_to_shape`). Label values are mapped
+    to class indices once, at construction, and foreground voxel positions (at most
+    ``config.locations_per_class`` per class, drawn with ``seed``) are stored so forcing
+    foreground costs nothing per patch. Construct before starting worker processes so they
+    share these arrays.
+    """
+
+    def __init__(self, cases: Sequence[PreparedCase], config: PatchSamplingConfig, label_values: Sequence[int],
+                 seed: int = 0) -> None:
+        config.validate()
+        if not cases:
+            raise MultiModalSegError("There are no cases to sample patches from.")
+        self.config = config
+        self.label_values = [int(v) for v in label_values]
+        self.lookup = class_index_lookup(self.label_values)
+        self.rng = np.random.default_rng(seed)
+        channel_counts = {case.image.shape[0] for case in cases}
+        if len(channel_counts) != 1:
+            raise MultiModalSegError(
+                f"The prepared cases have different numbers of modalities {sorted(channel_counts)}; prepare every "
+                "case with the model's modalities.")
+        self.cases = [pad_to_shape(case, config.patch_size) for case in cases]
+        self.class_indices: list[np.ndarray | None] = []
+        self.foreground_locations: list[list[np.ndarray]] = []
+        location_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x10CA7E]))
+        for case in self.cases:
+            if case.label is None:
+                self.class_indices.append(None)
+                self.foreground_locations.append([])
+                continue
+            indices = _to_class_indices(case.label, self.lookup, case.case_id)
+            self.class_indices.append(indices)
+            per_class = []
+            for class_index in range(1, self.num_classes):
+                voxels = np.argwhere(indices == class_index).astype(np.int32)
+                if len(voxels) > config.locations_per_class:
+                    chosen = location_rng.choice(len(voxels), config.locations_per_class, replace=False)
+                    voxels = voxels[np.sort(chosen)]
+                per_class.append(voxels)
+            self.foreground_locations.append(per_class)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including background (``len(label_values) + 1``)."""
+        return len(self.label_values) + 1
+
+    @property
+    def labeled_indices(self) -> list[int]:
+        return [i for i, case in enumerate(self.cases) if case.is_labeled]
+
+    @property
+    def unlabeled_indices(self) -> list[int]:
+        return [i for i, case in enumerate(self.cases) if not case.is_labeled]
+
+    def sample(self, rng: np.random.Generator | None = None, force_foreground: bool | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One patch from a uniformly drawn case; see :meth:`sample_case`."""
+        rng = rng if rng is not None else self.rng
+        return self.sample_case(int(rng.integers(len(self.cases))), rng, force_foreground)
+
+    def sample_case(self, case_index: int, rng: np.random.Generator | None = None,
+                    force_foreground: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """One augmented patch of case ``case_index``.
+
+        Args:
+            case_index: index into ``self.cases``.
+            rng: the generator to draw from; default the sampler's own (seeded with ``seed``).
+            force_foreground: True centres the patch on foreground, False places it
+                uniformly, None draws the choice with ``config.foreground_fraction``.
+                Ignored for an unlabeled case (always uniform).
+
+        Returns:
+            ``(image [M, *patch] float32, class_indices [*patch] int64)``; the class
+            indices are None for an unlabeled case.
+        """
+        rng = rng if rng is not None else self.rng
+        config = self.config
+        case = self.cases[case_index]
+        indices = self.class_indices[case_index]
+        patch = config.patch_size
+        if force_foreground is None:
+            force_foreground = bool(rng.random() < config.foreground_fraction) if indices is not None else False
+        eligible = [voxels for voxels in self.foreground_locations[case_index] if len(voxels)]
+        if force_foreground and eligible:
+            voxels = eligible[int(rng.integers(len(eligible)))]
+            start = _start_around(voxels[int(rng.integers(len(voxels)))], case.shape, patch)
+        else:
+            start = _random_start(rng, case.shape, patch)
+        window = tuple(slice(s, s + p) for s, p in zip(start, patch))
+        image = case.image[(slice(None), *window)]
+        label = indices[window] if indices is not None else None
+
+        if config.rot_flip:  # DTC RandomRotFlip
+            k = int(rng.integers(0, 4))
+            flip_axis = -2 + int(rng.integers(0, 2))  # y or x
+            image = np.flip(np.rot90(image, k, axes=(-2, -1)), axis=flip_axis)
+            if label is not None:
+                label = np.flip(np.rot90(label, k, axes=(-2, -1)), axis=flip_axis)
+        for axis in config.mirror_axes:  # nnU-Net mirroring
+            if rng.random() < 0.5:
+                image = np.flip(image, axis=axis - 3)
+                if label is not None:
+                    label = np.flip(label, axis=axis - 3)
+        image = np.array(image, dtype=np.float32, order="C")
+        if config.intensity_scale > 0:
+            scale = rng.uniform(1 - config.intensity_scale, 1 + config.intensity_scale, size=image.shape[0])
+            image *= scale.astype(np.float32)[:, None, None, None]
+        if config.intensity_shift > 0:
+            shift = rng.uniform(-config.intensity_shift, config.intensity_shift, size=image.shape[0])
+            image += shift.astype(np.float32)[:, None, None, None]
+        return image, (None if label is None else np.array(label, dtype=np.int64, order="C"))
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def stream_seed(seed: int, rank: int = 0, worker_id: int = 0) -> np.random.SeedSequence:
+    """The seed of one batch stream: ``SeedSequence([seed, rank, worker_id])``."""
+    return np.random.SeedSequence([int(seed), int(rank), int(worker_id)])
+
+
+class _TwoStreamBatches(IterableDataset):
+    """Endless batches for one rank; each DataLoader worker draws its own seeded stream."""
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, labeled_batch_size: int, with_sdf: bool,
+                 seed: int, rank: int) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.labeled_batch_size = labeled_batch_size
+        self.with_sdf = with_sdf
+        self.seed = seed
+        self.rank = rank
+        self.labeled = sampler.labeled_indices
+        self.unlabeled = sampler.unlabeled_indices
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker_id = info.id if info is not None else 0
+        rng = np.random.default_rng(stream_seed(self.seed, self.rank, worker_id))
+        sdf_threads = 1 if info is not None else None
+        while True:
+            yield self.make_batch(rng, sdf_threads)
+
+    def make_batch(self, rng: np.random.Generator, sdf_threads: int | None = None) -> dict[str, Any]:
+        """Labeled patches first, then unlabeled ones, as DTC's TwoStreamBatchSampler orders them."""
+        images, labels, case_ids = [], [], []
+        for slot in range(self.batch_size):
+            pool = self.labeled if slot < self.labeled_batch_size else self.unlabeled
+            case_index = pool[int(rng.integers(len(pool)))]
+            image, label = self.sampler.sample_case(case_index, rng)
+            images.append(image)
+            case_ids.append(self.sampler.cases[case_index].case_id)
+            if slot < self.labeled_batch_size:
+                labels.append(label)
+        patch = self.sampler.config.patch_size
+        label_array = np.stack(labels) if labels else np.zeros((0, *patch), dtype=np.int64)
+        batch: dict[str, Any] = {
+            "image": torch.from_numpy(np.stack(images)),
+            "label": torch.from_numpy(label_array),
+            "labeled_batch_size": self.labeled_batch_size,
+            "case_ids": case_ids,
+        }
+        if self.with_sdf:
+            foreground_classes = self.sampler.num_classes - 1
+            sdf = np.zeros((len(labels), foreground_classes, *patch), dtype=np.float32)
+            class_numbers = np.arange(1, foreground_classes + 1).reshape(-1, 1, 1, 1)
+            for index, label in enumerate(labels):
+                sdf[index] = signed_distance_map(label[None] == class_numbers, threads=sdf_threads)
+            batch["sdf"] = torch.from_numpy(sdf)
+        return batch
+
+
+class TwoStreamBatchLoader:
+    """An endless iterator of training batches mixing labeled and unlabeled patches.
+
+    Each batch is a dict::
+
+        {"image": Tensor[B, M, *patch] float32,       # labeled patches first
+         "label": Tensor[B_l, *patch] int64,           # class indices 0..K
+         "sdf": Tensor[B_l, K, *patch] float32,        # only with with_sdf=True
+         "labeled_batch_size": B_l,
+         "case_ids": list[str]}                        # which case each patch came from
+
+    ``B_l = labeled_batch_size`` patches come from labeled cases and the rest from unlabeled
+    ones (DTC's ``TwoStreamBatchSampler``: 2 + 2 of 4); supervised MAML uses
+    ``labeled_batch_size = batch_size`` (the default). ``sdf`` holds, per labeled patch and
+    foreground class k, :func:`~MultiModalSegLib.levelset.signed_distance_map` of
+    ``label == k`` in voxel units, as DTC's ``compute_sdf`` (the reference ignores spacing).
+
+    Batches are drawn in ``num_workers`` DataLoader worker processes (0: in this process),
+    each from its own stream :func:`stream_seed(seed, rank, worker_id) <stream_seed>`; the
+    DataLoader takes batches from the workers in turn, so the sequence is fixed by ``seed``,
+    ``rank`` and ``num_workers``. Under DistributedDataParallel give every process its
+    ``rank``; each draws a different stream, and ``batch_size`` is per process.
+    """
+
+    def __init__(self, cases: Sequence[PreparedCase], config: PatchSamplingConfig, label_values: Sequence[int],
+                 batch_size: int, labeled_batch_size: int | None = None, *, with_sdf: bool = False, seed: int = 0,
+                 num_workers: int = 0, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
+                 prefetch_factor: int = 2, multiprocessing_context: str | None = None) -> None:
+        if batch_size < 1:
+            raise MultiModalSegError(f"The batch size must be at least 1, not {batch_size}.")
+        labeled_batch_size = batch_size if labeled_batch_size is None else int(labeled_batch_size)
+        if not 0 <= labeled_batch_size <= batch_size:
+            raise MultiModalSegError(
+                f"The labeled batch size {labeled_batch_size} must lie between 0 and the batch size {batch_size}.")
+        if not 0 <= rank < world_size:
+            raise MultiModalSegError(f"The rank {rank} must lie in 0..{world_size - 1} (world size {world_size}).")
+        if num_workers < 0:
+            raise MultiModalSegError(f"The number of workers must be 0 or more, not {num_workers}.")
+        self.sampler = PatchSampler(cases, config, label_values, seed)
+        if labeled_batch_size > 0 and not self.sampler.labeled_indices:
+            raise MultiModalSegError(
+                "No case has a label, but every batch needs labeled patches; add labeled cases.")
+        if labeled_batch_size < batch_size and not self.sampler.unlabeled_indices:
+            raise MultiModalSegError(
+                f"Batches of {batch_size} with {labeled_batch_size} labeled need unlabeled cases, and there are none; "
+                "add unlabeled cases or make the labeled batch size equal to the batch size.")
+        self.batch_size = batch_size
+        self.labeled_batch_size = labeled_batch_size
+        self.with_sdf = with_sdf
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = num_workers
+        self.dataset = _TwoStreamBatches(self.sampler, batch_size, labeled_batch_size, with_sdf, seed, rank)
+        self.loader = DataLoader(
+            self.dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+            prefetch_factor=prefetch_factor if num_workers > 0 else None,
+            multiprocessing_context=multiprocessing_context if num_workers > 0 else None)
+        self._iterator: Iterator[dict[str, Any]] | None = None
+
+    def __iter__(self) -> TwoStreamBatchLoader:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if self._iterator is None:
+            self._iterator = iter(self.loader)
+        return next(self._iterator)
+
+    def close(self) -> None:
+        """Stop the worker processes (a later ``next`` starts the stream again from the seed)."""
+        self._iterator = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
