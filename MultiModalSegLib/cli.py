@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict_parser(subparsers)
     _add_models_parser(subparsers)
     _add_demo_parser(subparsers)
-    for module_name in ("MultiModalSegLib.training.cli_verbs",):
+    for module_name in ("MultiModalSegLib.training.cli_verbs",
+                        "MultiModalSegLib.evaluation.cli_verb"):
         _add_optional_verbs(subparsers, module_name)
     return parser
 
