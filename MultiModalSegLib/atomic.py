@@ -27,6 +27,12 @@ def _full_suffix(path: Path) -> str:
     return path.suffix
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_directory(folder: Path) -> None:
     """Persist the rename itself (POSIX only; a no-op where directories cannot be opened)."""
     try:
@@ -56,6 +62,8 @@ def atomic_write_path(final_path: str | os.PathLike[str]) -> Iterator[Path]:
                                     suffix=suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; give the file the permissions a plain open() would (umask).
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
