@@ -1,0 +1,1 @@
+# Nothing: the stub build does not use the Slicer USE file.
