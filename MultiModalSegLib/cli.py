@@ -48,7 +48,7 @@ def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
-    parser.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (default 1)")
+    parser.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
     parser.add_argument("--largest-component", action="store_true",
                         help="keep only the largest connected component of each label")
     parser.add_argument("--overwrite", action="store_true",

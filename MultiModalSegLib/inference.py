@@ -258,7 +258,7 @@ def predict(
     images: dict[str, sitk.Image],
     device: str = "auto",
     overlap: float = 0.5,
-    batch_size: int = 1,
+    batch_size: int = 2,
     largest_component: bool = False,
     progress: ProgressCallback | None = None,
     network: torch.nn.Module | None = None,
@@ -271,7 +271,8 @@ def predict(
             subset of their modalities (missing ones are left out of the fusion).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda[:N]``; AMP is used on CUDA.
         overlap: sliding-window overlap fraction (nnU-Net: 0.5).
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass (2: on CPU PyTorch's fast oneDNN convolution
+            needs a batch > 1, see ``sliding_window_predict``).
         largest_component: keep only the largest connected component of each label.
         progress: called with ``(windows_done, windows_total)``.
         network: an already built network for this package (skips loading; used by

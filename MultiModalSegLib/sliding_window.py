@@ -105,6 +105,7 @@ def sliding_window_predict(
     output_dtype: np.dtype | type = np.float16,
     progress: Callable[[int, int], None] | None = None,
     sigma_scale: float = 1.0 / 8,
+    minimum_batch: int | None = None,
 ) -> tuple[dict[str, np.ndarray], SlidingWindowStats]:
     """Run ``forward`` over overlapping windows of ``volume`` and blend the outputs.
 
@@ -119,6 +120,12 @@ def sliding_window_predict(
         output_dtype: dtype of the returned arrays (float16 halves memory; blending itself
             is always done in float32).
         progress: called with ``(windows_done, windows_total)`` after each batch.
+        minimum_batch: a smaller batch (the last one, or ``batch_size=1``) is padded with
+            copies of its last window up to this size, and the copies' outputs dropped.
+            Default 2 on CPU, 1 elsewhere: PyTorch's CPU convolution takes its oneDNN
+            kernel only for a batch > 1 or a large ``N*C*D*H``, and the fallback is 4-20x
+            slower for the 8-16-channel 3D layers of small networks (measured in
+            docs/benchmarks.md), so two windows cost less than one.
 
     Returns:
         ``({name: [C_k, z, y, x]}, stats)``, each output blended with Gaussian weights and
@@ -135,6 +142,8 @@ def sliding_window_predict(
     total = len(corners)
     weights_np = gaussian_importance_map(patch, sigma_scale)
     weights = torch.from_numpy(weights_np).to(device)
+    if minimum_batch is None:
+        minimum_batch = 2 if torch.device(device).type == "cpu" else 1
     pz = patch[0]
     # A batch may span several rows of z starts: the band must hold all of them.
     spans = [corners[min(i + batch_size, total) - 1][0] - corners[i][0] for i in range(0, total, batch_size)]
@@ -169,9 +178,9 @@ def sliding_window_predict(
             batch_corners = corners[batch_start: batch_start + batch_size]
             # Windows are z-sorted: everything below the first new z start is final.
             finalize(min(batch_corners[0][0], shape[0]))
-            tiles = np.stack([padded[:, z:z + patch[0], y:y + patch[1], x:x + patch[2]]
-                              for z, y, x in batch_corners])
-            result = forward(torch.from_numpy(tiles).to(device))
+            tiles = [padded[:, z:z + patch[0], y:y + patch[1], x:x + patch[2]] for z, y, x in batch_corners]
+            tiles += [tiles[-1]] * max(0, minimum_batch - len(tiles))
+            result = forward(torch.from_numpy(np.stack(tiles)).to(device))
             batches += 1
             for name, tensor in result.items():
                 if name not in band:

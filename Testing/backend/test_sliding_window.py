@@ -51,7 +51,9 @@ def test_identity_forward_reproduces_the_volume(shape, batch_size):
     assert outputs["copy"].shape == volume.shape
     np.testing.assert_allclose(outputs["copy"], volume, atol=1e-5)
     np.testing.assert_allclose(outputs["first"][0], 2 * volume[0], atol=1e-5)
-    assert sum(calls) == stats.windows
+    # On CPU a batch smaller than 2 is padded with a copy (see minimum_batch).
+    padding = sum(max(0, 2 - min(batch_size, stats.windows - i)) for i in range(0, stats.windows, batch_size))
+    assert sum(calls) == stats.windows + padding
     assert progress[-1] == (stats.windows, stats.windows)
     expected_windows = len(list(iterate_windows(stats.padded_shape, (8, 16, 16), 0.5)))
     assert stats.windows == expected_windows
@@ -86,3 +88,22 @@ def test_float16_outputs_halve_memory():
     outputs, _ = sliding_window_predict(volume, lambda b: {"x": b}, (8, 8, 8))
     assert outputs["x"].dtype == np.float16
     np.testing.assert_allclose(outputs["x"].astype(np.float32), 1.0, atol=1e-3)
+
+
+def test_padding_small_batches_changes_nothing_but_the_batch_size():
+    rng = np.random.default_rng(1)
+    volume = rng.normal(size=(1, 20, 30, 30)).astype(np.float32)
+    seen = []
+
+    def forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append(batch.shape[0])
+        return {"square": batch ** 2}
+
+    padded, stats = sliding_window_predict(volume, forward, (8, 16, 16), batch_size=1, minimum_batch=2,
+                                           output_dtype=np.float32)
+    assert set(seen) == {2} and len(seen) == stats.windows
+    seen.clear()
+    plain, _ = sliding_window_predict(volume, forward, (8, 16, 16), batch_size=1, minimum_batch=1,
+                                      output_dtype=np.float32)
+    assert set(seen) == {1}
+    np.testing.assert_array_equal(padded["square"], plain["square"])
