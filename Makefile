@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml requirements/dev.txt requirements/constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# The backend writes cases, predictions, metrics and montages; the scene layer (slicer-core,
+# headless) turns the prediction into demo-output/scene.mrml and Red/Yellow/Green PNGs.
 demo: $(STAMP)
 	$(PY) -m MultiModalSegLib demo --output demo-output
+	@if [ -f demo-output/prediction/result.json ]; then \
+		$(PY) -m MultiModalSeg.MultiModalSegSceneLib.scene_writer demo-output/prediction \
+			--output demo-output/scene.mrml --pictures demo-output; \
+	else echo "no bundled model: demo-output has phantoms only"; fi
 
 test: $(STAMP)
 	$(PY) -m pytest -q Testing
