@@ -33,7 +33,7 @@ def _current_umask() -> int:
     return mask
 
 
-def _fsync_directory(folder: Path) -> None:
+def fsync_directory(folder: Path) -> None:
     """Persist the rename itself (POSIX only; a no-op where directories cannot be opened)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -69,7 +69,7 @@ def atomic_write_path(final_path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
-        _fsync_directory(final.parent)
+        fsync_directory(final.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

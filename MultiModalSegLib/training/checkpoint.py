@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from MultiModalSegLib.atomic import atomic_write_json
+from MultiModalSegLib.atomic import atomic_write_json, fsync_directory
 from MultiModalSegLib.errors import MultiModalSegError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,17 +46,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_directory(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -77,17 +66,17 @@ def replace_folder_atomically(final: str | os.PathLike[str]) -> Iterator[Path]:
         for path in staging.rglob("*"):
             if path.is_file():
                 _fsync_file(path)
-        _fsync_directory(staging)
+        fsync_directory(staging)
         if final.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{final.name}{RETIRED_MARKER}", dir=final.parent))
             retired.rmdir()
             os.replace(final, retired)
             os.replace(staging, final)
-            _fsync_directory(final.parent)
+            fsync_directory(final.parent)
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, final)
-            _fsync_directory(final.parent)
+            fsync_directory(final.parent)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
