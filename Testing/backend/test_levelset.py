@@ -160,7 +160,7 @@ def test_gpu_algorithm_matches_reference_on_the_cpu(shape, spacing):
 
 def test_gpu_algorithm_chunks_long_lines(monkeypatch):
     """Chunked min-plus passes (tiny chunks forced) give the same map as one block."""
-    import MultiModalSegLib.levelset as levelset
+    from MultiModalSegLib import levelset
 
     masks = torch.from_numpy(random_blobs(np.random.default_rng(5), (12, 20, 18), count=2))
     whole = levelset._signed_distance_map_torch(torch, masks, None)
