@@ -20,7 +20,6 @@ sentence to show; its temporary files are removed either way.
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import shutil
@@ -196,10 +195,6 @@ def start_predict(
                       input_volume_nodes=volumes, segmentation_node=segmentation_node)
 
 
-def _load_result_accepts_target() -> bool:
-    return "segmentation_node" in inspect.signature(result_loader.load_result).parameters
-
-
 def finish_predict(scene: Any, job: PredictJob) -> Any:
     """Load the finished ``predict`` output into ``scene``; returns the scene logic's ``LoadedResult``.
 
@@ -208,10 +203,8 @@ def finish_predict(scene: Any, job: PredictJob) -> Any:
     """
     try:
         _require_success(job.process, "segmentation")
-        if job.segmentation_node is not None and _load_result_accepts_target():
-            return result_loader.load_result(scene, job.output_dir, input_volume_nodes=job.input_volume_nodes,
-                                             segmentation_node=job.segmentation_node)
-        return result_loader.load_result(scene, job.output_dir, input_volume_nodes=job.input_volume_nodes)
+        return result_loader.load_result(scene, job.output_dir, input_volume_nodes=job.input_volume_nodes,
+                                         segmentation_node=job.segmentation_node)
     finally:
         job.process.remove_temporary_paths()
 

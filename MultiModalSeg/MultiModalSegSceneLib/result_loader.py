@@ -26,7 +26,7 @@ from .errors import SceneLogicError
 from .node_roles import MODALITY_ATTRIBUTE, ROLE_ATTRIBUTE, ROLE_INPUT
 from .overlays import configure_heat_overlay, configure_level_set_overlay, overlay_key
 from .segment_labels import SegmentLabel, parse_labels
-from .segmentation_import import import_labelmap_file_as_segmentation
+from .segmentation_import import import_labelmap_file_as_segmentation, replace_model_segments
 from .volume_files import import_volume_file
 from .volume_geometry import place_on_grid_of
 
@@ -120,6 +120,7 @@ def load_result(
     input_volume_nodes: Mapping[str, slicer.vtkMRMLScalarVolumeNode] | None = None,
     input_paths: Mapping[str, str | Path] | None = None,
     name_prefix: str = "",
+    segmentation_node: slicer.vtkMRMLSegmentationNode | None = None,
 ) -> LoadedResult:
     """Load a ``predict`` output folder into ``scene``.
 
@@ -127,6 +128,9 @@ def load_result(
     module). Without them the inputs are read from ``input_paths`` (modality -> file),
     falling back to the paths in ``result.json``; missing input files are skipped with a
     warning. ``name_prefix`` starts every new node's name (for example the case name).
+    ``segmentation_node``: the user's chosen output segmentation; the model's segments
+    replace the segments of the same name there and the user's other segments are kept
+    (see :func:`replace_model_segments`). Without it a new segmentation node is made.
 
     The label map becomes a segmentation referenced to the reference modality's volume
     (when available); every output map becomes an overlay volume on that volume's grid.
@@ -156,6 +160,15 @@ def load_result(
     segmentation = import_labelmap_file_as_segmentation(
         scene, _output_path(result_dir, outputs["labelmap"]), labels, reference_volume,
         name=f"{name_prefix}{model_id} segmentation")
+    if segmentation_node is not None:
+        try:
+            replace_model_segments(segmentation_node, segmentation, labels)
+        finally:
+            display_node = segmentation.GetDisplayNode()
+            if display_node is not None:
+                scene.RemoveNode(display_node)
+            scene.RemoveNode(segmentation)
+        segmentation = segmentation_node
     loaded = LoadedResult(
         result_dir=result_dir, result=result, labels=labels, reference_modality=reference_modality,
         input_volumes=input_volumes, reference_volume=reference_volume, segmentation=segmentation)

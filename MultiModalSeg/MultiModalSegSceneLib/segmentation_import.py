@@ -30,6 +30,7 @@ __all__ = [
     "SEGMENT_OUTLINE_THICKNESS",
     "import_labelmap_file_as_segmentation",
     "import_labelmap_node_as_segmentation",
+    "replace_model_segments",
     "segment_ids_by_label_value",
 ]
 
@@ -120,3 +121,64 @@ def import_labelmap_file_as_segmentation(
         if display_node is not None:
             scene.RemoveNode(display_node)
         scene.RemoveNode(labelmap_node)
+
+
+def replace_model_segments(
+    target_node: slicer.vtkMRMLSegmentationNode,
+    source_node: slicer.vtkMRMLSegmentationNode,
+    labels: Iterable[Mapping[str, Any] | SegmentLabel],
+) -> list[str]:
+    """Move the model's segments from ``source_node`` into the user's ``target_node``.
+
+    What the user expects from an output-segmentation selector (as in TotalSegmentator or
+    MONAI Label): the chosen node keeps its ID, name, display settings and every segment
+    the model does not produce (the user's own annotations); a segment named like one of the
+    model's labels is replaced by the new result, in the model's label order, ahead of the
+    user's other segments. The target's reference geometry becomes the source's when the
+    target has none, so Segment Editor edits on the model's input grid. ``source_node`` is
+    emptied of the moved segments. Returns the moved segments' IDs in ``target_node``.
+
+    Raises :class:`SceneLogicError` if the target already has a reference geometry that the
+    result does not lie on (say which node to pick instead).
+    """
+    parsed_labels = parse_labels(labels)
+    source = source_node.GetSegmentation()
+    target = target_node.GetSegmentation()
+    role = target_node.GetReferenceImageGeometryReferenceRole()
+    source_reference = source_node.GetNodeReferenceID(role)
+    target_reference = target_node.GetNodeReferenceID(role)
+    if target.GetNumberOfSegments() > 0 and target_reference and source_reference and target_reference != source_reference:
+        raise SceneLogicError(
+            f"The segmentation '{target_node.GetName()}' is drawn on another image than this result; pick an empty "
+            "segmentation or one made on the model's reference input, or leave the output as 'Create new'.")
+    reference_volume = source_node.GetNodeReference(role)
+    if (target.GetNumberOfSegments() == 0 or not target_reference) and reference_volume is not None:
+        target_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
+        target_node.SetNodeReferenceID(role, reference_volume.GetID())
+        target_node.SetAndObserveTransformNodeID(source_node.GetTransformNodeID())
+    if target_node.GetDisplayNode() is None:
+        target_node.CreateDefaultDisplayNodes()
+        target_node.GetDisplayNode().SetSliceIntersectionThickness(SEGMENT_OUTLINE_THICKNESS)
+    target_node.SetAttribute(ROLE_ATTRIBUTE, source_node.GetAttribute(ROLE_ATTRIBUTE) or ROLE_SEGMENTATION)
+
+    source_ids = [source.GetSegmentIdBySegmentName(label.name) for label in parsed_labels]
+    source_ids += [source.GetNthSegmentID(i) for i in range(source.GetNumberOfSegments())
+                   if source.GetNthSegmentID(i) not in source_ids]
+    moved: list[str] = []
+    for source_id in source_ids:
+        if not source_id:
+            continue
+        name = source.GetSegment(source_id).GetName()
+        old_id = target.GetSegmentIdBySegmentName(name)
+        if old_id:
+            target.RemoveSegment(old_id)
+        before = {target.GetNthSegmentID(i) for i in range(target.GetNumberOfSegments())}
+        if not target.CopySegmentFromSegmentation(source, source_id, True):
+            raise SceneLogicError(
+                f"Could not copy segment '{name}' into '{target_node.GetName()}'; choose 'Create new' as output.")
+        new_ids = [target.GetNthSegmentID(i) for i in range(target.GetNumberOfSegments())
+                   if target.GetNthSegmentID(i) not in before]
+        moved.extend(new_ids)
+    for index, segment_id in enumerate(moved):
+        target.SetSegmentIndex(segment_id, index)
+    return moved

@@ -132,3 +132,47 @@ def test_label_colors_in_0_255_and_missing_colors() -> None:
     parsed = parse_labels([{"value": 3, "name": "kidney", "color": [255, 0, 127.5]}, {"value": 4, "name": "x"}])
     assert parsed[0].color == (1.0, 0.0, 0.5)
     assert len(parsed[1].color) == 3
+
+
+def test_result_into_the_users_segmentation_keeps_their_other_segments(slicer_context, fake_result) -> None:
+    """The panel's output selector: the model's segments replace same-named ones, the rest stays."""
+    from MultiModalSeg.MultiModalSegSceneLib.result_loader import load_result
+
+    scene = slicer_context.scene
+    venous = import_volume_file(scene, fake_result["inputs"]["venous"])
+    users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my work")
+    users.CreateDefaultDisplayNodes()
+    users.SetReferenceImageGeometryParameterFromVolumeNode(venous)
+    users.SetNodeReferenceID(users.GetReferenceImageGeometryReferenceRole(), venous.GetID())
+    users.GetSegmentation().AddEmptySegment("", "my notes", [0.1, 0.9, 0.1])
+    users.GetSegmentation().AddEmptySegment("", "liver", [0.0, 0.0, 1.0])  # an old liver, to be replaced
+    loaded = load_result(scene, fake_result["result_dir"], input_volume_nodes={"venous": venous},
+                         segmentation_node=users)
+
+    assert loaded.segmentation is users and users.GetName() == "my work"
+    collection = scene.GetNodesByClass("vtkMRMLSegmentationNode")
+    names = [collection.GetItemAsObject(i).GetName() for i in range(collection.GetNumberOfItems())]
+    assert not [name for name in names if name.endswith(" segmentation")], names  # the staging node is gone
+    assert [segment.GetName() for segment in segments(users)] == ["liver", "tumor", "my notes"]
+    counts = segment_voxel_counts(users)
+    segmentation = users.GetSegmentation()
+    assert counts[segmentation.GetSegmentIdBySegmentName("liver")] == int((fake_result["labelmap"] == 1).sum())
+    assert counts[segmentation.GetSegmentIdBySegmentName("tumor")] == int((fake_result["labelmap"] == 2).sum())
+    np.testing.assert_allclose(segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("liver")).GetColor(),
+                               LABELS[0]["color"], atol=1e-6)
+
+
+def test_result_into_a_segmentation_of_another_image_is_refused(slicer_context, fake_result) -> None:
+    from MultiModalSeg.MultiModalSegSceneLib.result_loader import load_result
+
+    scene = slicer_context.scene
+    venous = import_volume_file(scene, fake_result["inputs"]["venous"])
+    other = import_volume_file(scene, fake_result["inputs"]["arterial"])
+    users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn elsewhere")
+    users.SetNodeReferenceID(users.GetReferenceImageGeometryReferenceRole(), other.GetID())
+    users.GetSegmentation().AddEmptySegment("", "my notes", [0.1, 0.9, 0.1])
+
+    with pytest.raises(SceneLogicError, match="another image"):
+        load_result(scene, fake_result["result_dir"], input_volume_nodes={"venous": venous}, segmentation_node=users)
+    assert [segment.GetName() for segment in segments(users)] == ["my notes"]
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 1
