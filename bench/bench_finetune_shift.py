@@ -41,9 +41,9 @@ from typing import Any
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from MultiModalSegLib.progress import ProgressReporter  # noqa: E402
+from MultiModalSegLib.progress import ProgressReporter
 
 
 @dataclass
