@@ -125,6 +125,7 @@ def main() -> int:
     parser.add_argument("--train-cases", type=int, default=None)
     parser.add_argument("--train-iterations", type=int, default=None)
     parser.add_argument("--finetune-iterations", type=int, default=200)
+    parser.add_argument("--finetune-lr", type=float, default=None, help="fine-tuning learning rate (default: FinetuneConfig's)")
     parser.add_argument("--test-cases", type=int, default=4)
     parser.add_argument("--shape", default=None, help="phantom grid ZxYxX (default: the task's)")
     parser.add_argument("--seed", type=int, default=1337)
@@ -170,6 +171,9 @@ def main() -> int:
                              "standard": evaluate(start_package, standard_cases)}
 
         finetune_config = FinetuneConfig(iterations=args.finetune_iterations, device="cpu", seed=args.seed)
+        if args.finetune_lr is not None:
+            finetune_config.learning_rate = args.finetune_lr
+        results["finetune_learning_rate"] = finetune_config.learning_rate
         started = time.perf_counter()
         tuned = finetune(start_package.folder, specs["labeled"], specs["unlabeled"], root / "finetune",
                          finetune_config, reporter=quiet, write_to_store=False)
