@@ -21,6 +21,7 @@ the dual-task inconsistency the method trains away).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -212,24 +213,61 @@ def _forward_function(network: torch.nn.Module, package: ModelPackage, available
         attention = torch.stack([out["attention"][name].float().mean(dim=1) for name in available], dim=1)
         return {"probabilities": joint, "attention": attention, "uncertainty": disagreement[:, None]}
 
+    from_level_set = dtc_segmentation_output(package) == "level_set"
+
     def dtc_forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
             seg_logits, level_set = network(batch)
-        probabilities = torch.sigmoid(seg_logits.float())
+        segmentation = torch.sigmoid(seg_logits.float())
         level_set = level_set.float()
-        inconsistency = (probabilities - heaviside(level_set)).abs().amax(dim=1, keepdim=True)
+        from_level_set_map = heaviside(level_set)
+        inconsistency = (segmentation - from_level_set_map).abs().amax(dim=1, keepdim=True)
+        # DTC's "LSF" ablation has no trained segmentation head: its label is H(level set) > 0.5,
+        # i.e. level set < 0
+        probabilities = from_level_set_map if from_level_set else segmentation
         return {"probabilities": probabilities, "level_set": level_set, "uncertainty": inconsistency}
 
-    return maml_forward if package.method == "maml" else dtc_forward
+    def unet_forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        # the U-Net baselines (models/fusion_unet.py): softmax only; no branches to disagree,
+        # so the uncertainty is the normalised entropy of the softmax (0 certain, 1 uniform)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            out = network(batch, available=available)
+        probabilities = torch.softmax(out["joint"].float(), dim=1)
+        entropy = -(probabilities * torch.log(probabilities.clamp_min(1e-8))).sum(dim=1, keepdim=True)
+        return {"probabilities": probabilities, "uncertainty": entropy / math.log(probabilities.shape[1])}
+
+    if package.method == "maml":
+        return maml_forward
+    return unet_forward if package.method == "unet" else dtc_forward
+
+
+DTC_SEGMENTATION_OUTPUTS = ("segmentation", "level_set")
+
+
+def dtc_segmentation_output(package: ModelPackage) -> str:
+    """Which DTC head gives the label: the manifest's ``segmentation_output`` (default ``segmentation``).
+
+    ``level_set``: packages trained as DTC Table 2's "LSF" row, whose segmentation head was
+    never trained; the label is ``heaviside(level set) > 0.5``, i.e. ``level set < 0``.
+    """
+    value = package.manifest.get("segmentation_output", "segmentation")
+    if value not in DTC_SEGMENTATION_OUTPUTS:
+        raise MultiModalSegError(
+            f"Model '{package.id}' names segmentation_output '{value}' in its manifest; it must be one of "
+            f"{', '.join(DTC_SEGMENTATION_OUTPUTS)}. Fix manifest.json or train the package again.")
+    return value
 
 
 def probabilities_to_labels(probabilities: np.ndarray, method: str) -> np.ndarray:
     """Class indices ``[z, y, x]`` uint8 from blended probabilities.
 
-    MAML: argmax over ``[K, ...]`` softmax channels (0 = background). DTC: one sigmoid
-    channel per foreground class; a voxel is foreground where its best class exceeds 0.5.
+    MAML and the U-Net baselines: argmax over ``[K, ...]`` softmax channels (0 = background).
+    DTC: one sigmoid channel per foreground class; a voxel is foreground where its best class
+    exceeds 0.5.
     """
-    if method == "maml":
+    from MultiModalSegLib.weights import SOFTMAX_METHODS
+
+    if method in SOFTMAX_METHODS:
         return np.argmax(probabilities, axis=0).astype(np.uint8)
     best = np.argmax(probabilities, axis=0)
     best_probability = np.take_along_axis(probabilities, best[None], axis=0)[0]
@@ -284,7 +322,7 @@ def predict(
     import torch
 
     from MultiModalSegLib.sliding_window import sliding_window_predict
-    from MultiModalSegLib.weights import ModelPackage, load_model_package
+    from MultiModalSegLib.weights import SOFTMAX_METHODS, ModelPackage, load_model_package
 
     started = time.perf_counter()
     package = model_package if isinstance(model_package, ModelPackage) else load_model_package(model_package)
@@ -310,7 +348,7 @@ def predict(
         class_indices = keep_largest_component(class_indices, len(labels))
     values = np.array([0] + [int(label["value"]) for label in labels], dtype=np.uint8)
     labelmap = values[class_indices]
-    offset = 1 if package.method == "maml" else 0
+    offset = 1 if package.method in SOFTMAX_METHODS else 0
     probability_maps = {label["name"]: probabilities[i + offset] for i, label in enumerate(labels)}
     attention = {name: outputs["attention"][i] for i, name in enumerate(available)} if "attention" in outputs else {}
     level_set = ({label["name"]: outputs["level_set"][i] for i, label in enumerate(labels)}

@@ -16,8 +16,10 @@ What the two references do, and what the defaults reproduce:
 * MAML (nnU-Net v1): a third of the patches are centred on a random voxel of a random
   foreground class present in the case (``oversample_foreground_percent = 0.33``), the
   rest anywhere; mirroring along every axis with probability 0.5. nnU-Net also rotates,
-  scales, deforms and alters gamma/contrast; those are not reproduced here (the intensity
-  jitter below is a simple stand-in). :meth:`PatchSamplingConfig.for_maml`.
+  scales, deforms and alters gamma/contrast; those are off in both recipes (the intensity
+  jitter below is a simple stand-in). :meth:`PatchSamplingConfig.for_maml`. Opt-in
+  rotation, zoom, gamma and noise (``rotation_degrees``, ``scale_range``, ``gamma_range``,
+  ``noise_std``) exist for tiny data sets, e.g. the one-volume ``maml-brain-tissue-mr3``.
 
 nnU-Net decides foreground forcing per batch slot (the last ``round(B * 0.33)`` of a batch),
 which gives 0 % or 50 % instead of 33 % for batches of 1 or 2 patches; here each labeled
@@ -185,6 +187,13 @@ class PatchSamplingConfig:
     intensity_scale: float = 0.0  # each channel x U(1 - s, 1 + s); DTC: none; nnU-Net: brightness 0.75..1.25 at p 0.15
     intensity_shift: float = 0.0  # each channel + U(-t, t) (normalised units); neither reference
     locations_per_class: int = 10_000  # nnU-Net stores 10 000 random voxels per class for foreground sampling
+    # Spatial and appearance augmentation (nnU-Net's rotation / scaling / gamma / noise, simplified;
+    # neither reference's default recipe here: for tiny data sets such as one template volume).
+    rotation_degrees: float = 0.0  # rotate about each axis by U(-r, r) degrees (in mm space); nnU-Net: 30 at p 0.2
+    scale_range: float = 0.0  # zoom by U(1 - s, 1 + s) (the same on every axis); nnU-Net: 0.7..1.4 at p 0.2
+    spatial_probability: float = 1.0  # chance that a patch is rotated/scaled when either of the above is set
+    gamma_range: float = 0.0  # per channel x -> x ** gamma on [0, 1]-rescaled non-zero voxels, log-uniform 1/(1+g)..1+g
+    noise_std: float = 0.0  # additive Gaussian noise, sigma ~ U(0, noise_std) per patch (normalised units)
 
     @classmethod
     def for_dtc(cls, patch_size: Sequence[int] = (80, 112, 112), **overrides: Any) -> PatchSamplingConfig:
@@ -218,6 +227,17 @@ class PatchSamplingConfig:
                 "The intensity jitter needs 0 <= intensity_scale < 1 and intensity_shift >= 0.")
         if self.locations_per_class < 1:
             raise MultiModalSegError("locations_per_class must be at least 1.")
+        if not 0.0 <= self.rotation_degrees <= 180.0 or not 0.0 <= self.scale_range < 1.0:
+            raise MultiModalSegError("The spatial augmentation needs 0 <= rotation_degrees <= 180 and 0 <= scale_range < 1.")
+        if not 0.0 <= self.spatial_probability <= 1.0:
+            raise MultiModalSegError(f"spatial_probability {self.spatial_probability} must lie between 0 and 1.")
+        if self.gamma_range < 0.0 or self.noise_std < 0.0:
+            raise MultiModalSegError("gamma_range and noise_std must be 0 (off) or positive.")
+
+    @property
+    def spatial(self) -> bool:
+        """Whether patches may be rotated or scaled."""
+        return self.rotation_degrees > 0.0 or self.scale_range > 0.0
 
 
 def class_index_lookup(label_values: Sequence[int]) -> dict[int, int]:
@@ -268,8 +288,9 @@ class PatchSampler:
     A patch comes from a uniformly drawn case; a labeled case gives a foreground-centred
     patch with probability ``config.foreground_fraction`` (a random foreground class present
     in the case, then a random voxel of it, as nnU-Net), else a uniformly placed one. Then
-    the augmentations of ``config`` run in DTC's order: crop, rot90 + flip, mirroring,
-    intensity jitter. Image and label always get the same geometric transform.
+    the augmentations of ``config`` run in DTC's order: crop (optionally through a random
+    rotation and zoom), rot90 + flip, mirroring, intensity jitter, then gamma and noise.
+    Image and label always get the same geometric transform.
 
     Cases smaller than the patch are padded (:func:`pad_to_shape`). Label values are mapped
     to class indices once, at construction, and foreground voxel positions (at most
@@ -359,9 +380,12 @@ class PatchSampler:
             start = _start_around(voxels[int(rng.integers(len(voxels)))], case.shape, patch)
         else:
             start = _random_start(rng, case.shape, patch)
-        window = tuple(slice(s, s + p) for s, p in zip(start, patch))
-        image = case.image[(slice(None), *window)]
-        label = indices[window] if indices is not None else None
+        if config.spatial and rng.random() < config.spatial_probability:
+            image, label = _rotated_scaled_patch(case, indices, start, patch, config, rng)
+        else:
+            window = tuple(slice(s, s + p) for s, p in zip(start, patch))
+            image = case.image[(slice(None), *window)]
+            label = indices[window] if indices is not None else None
 
         if config.rot_flip:  # DTC RandomRotFlip
             k = int(rng.integers(0, 4))
@@ -381,7 +405,67 @@ class PatchSampler:
         if config.intensity_shift > 0:
             shift = rng.uniform(-config.intensity_shift, config.intensity_shift, size=image.shape[0])
             image += shift.astype(np.float32)[:, None, None, None]
+        if config.gamma_range > 0:
+            _random_gamma(image, config.gamma_range, rng)
+        if config.noise_std > 0:
+            sigma = rng.uniform(0.0, config.noise_std)
+            image += rng.normal(0.0, sigma, size=image.shape).astype(np.float32)
         return image, (None if label is None else np.array(label, dtype=np.int64, order="C"))
+
+
+def _rotation_matrix(angles: np.ndarray) -> np.ndarray:
+    """Rotation about the z, y and x axes (radians), composed in that order, in (z, y, x) coordinates."""
+    matrix = np.eye(3)
+    for axis, angle in enumerate(angles):
+        c, s = np.cos(angle), np.sin(angle)
+        i, j = [a for a in range(3) if a != axis]
+        turn = np.eye(3)
+        turn[i, i], turn[i, j], turn[j, i], turn[j, j] = c, -s, s, c
+        matrix = turn @ matrix
+    return matrix
+
+
+def _rotated_scaled_patch(case: PreparedCase, indices: np.ndarray | None, start: Sequence[int], patch: Shape3,
+                          config: PatchSamplingConfig, rng: np.random.Generator
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The patch centred where the plain crop would be, read through a random rotation and zoom.
+
+    The transform acts in millimetres (the case's spacing), so it stays a rotation on
+    anisotropic grids. Only the patch's voxels are interpolated (linear for images, nearest
+    for labels); what falls outside the volume is 0 (the MR background / the normalised mean)
+    and background for the label.
+    """
+    from scipy import ndimage
+
+    angles = np.radians(rng.uniform(-config.rotation_degrees, config.rotation_degrees, size=3))
+    zoom = rng.uniform(1.0 - config.scale_range, 1.0 + config.scale_range)
+    spacing = np.asarray(case.spacing, dtype=np.float64)
+    # output voxel -> mm (centred) -> rotate and zoom -> input voxel
+    matrix = np.diag(1.0 / spacing) @ _rotation_matrix(angles) @ np.diag(spacing) / zoom
+    out_center = (np.asarray(patch, dtype=np.float64) - 1.0) / 2.0
+    in_center = np.asarray(start, dtype=np.float64) + out_center
+    offset = in_center - matrix @ out_center
+    image = np.stack([ndimage.affine_transform(channel, matrix, offset, output_shape=patch, order=1,
+                                               mode="constant", cval=0.0) for channel in case.image])
+    label = None
+    if indices is not None:
+        label = ndimage.affine_transform(indices, matrix, offset, output_shape=patch, order=0, mode="constant",
+                                         cval=0)
+    return image.astype(np.float32, copy=False), label
+
+
+def _random_gamma(image: np.ndarray, gamma_range: float, rng: np.random.Generator) -> None:
+    """Per channel, in place: non-zero voxels rescaled to [0, 1], raised to a random gamma, scaled back."""
+    for channel in image:
+        mask = channel != 0
+        if not mask.any():
+            continue
+        values = channel[mask]
+        low, high = float(values.min()), float(values.max())
+        if high - low < 1e-6:
+            continue
+        gamma = float(np.exp(rng.uniform(-np.log1p(gamma_range), np.log1p(gamma_range))))
+        channel[mask] = (((values - low) / (high - low)) ** gamma * (high - low) + low).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- batches

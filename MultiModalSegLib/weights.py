@@ -35,7 +35,10 @@ MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_CARD_NAME = "MODEL_CARD.md"
 FORMAT_VERSION = 1
-METHODS = ("maml", "dtc")
+METHODS = ("maml", "dtc", "unet")
+# methods whose network ends in a softmax over classes including background (MAML, the U-Net
+# baselines of its tables); DTC has one sigmoid channel per foreground class instead
+SOFTMAX_METHODS = ("maml", "unet")
 REQUIRED_FIELDS = ("id", "version", "method", "modalities", "labels", "architecture", "weights", "patch_size")
 
 

@@ -10,17 +10,19 @@
 from __future__ import annotations
 
 from MultiModalSegLib.losses.dice import DiceCELoss, SoftDiceLoss, squared_dice_loss
-from MultiModalSegLib.losses.dtc_loss import DTCLoss, DTCLossConfig
+from MultiModalSegLib.losses.dtc_loss import DTC_VARIANTS, DTCLoss, DTCLossConfig, segmentation_output_of
 from MultiModalSegLib.losses.maml_loss import MAMLLoss, nnunet_deep_supervision_weights
 from MultiModalSegLib.losses.rampup import sigmoid_rampup
 
 __all__ = [
+    "DTC_VARIANTS",
     "DTCLoss",
     "DTCLossConfig",
     "DiceCELoss",
     "MAMLLoss",
     "SoftDiceLoss",
     "nnunet_deep_supervision_weights",
+    "segmentation_output_of",
     "sigmoid_rampup",
     "squared_dice_loss",
 ]

@@ -10,6 +10,17 @@
   whole batch, labeled and unlabeled, as the reference does.
 * ``w(t) = w_max * exp(-5 (1 - t/T)^2)`` (:func:`sigmoid_rampup`).
 
+The ablation of DTC Table 2 is :attr:`DTCLossConfig.variant` (default: the full method):
+
+* ``"seg"``: segmentation head only, ``total = L_dice`` (beta 0, no consistency); the
+  level-set head gets no gradient. DTC's supervised "VNet" rows are this, trained on the
+  labeled cases alone.
+* ``"lsf"``: level-set head only; the segmentation is *read from the level set*,
+  ``H(level_set)``, so ``total = L_dice(H(level_set)) + beta * MSE(level_set, SDF)`` and at
+  inference the label is ``level_set < 0`` (the package's ``segmentation_output``).
+* ``"seg+lsf"``: both heads supervised, no consistency: ``L_dice + beta * MSE``.
+* ``"seg+lsf+dtc"``: the full DTC loss above.
+
 Multi-class DTC is one-vs-rest, as the reference trains ``n_classes = num_classes - 1``
 sigmoid channels: ``seg_logits`` and ``level_set`` are ``[B, C, *spatial]`` with C
 foreground classes; channel c is class c + 1. The Dice is averaged over channels, the
@@ -30,7 +41,25 @@ from MultiModalSegLib.levelset import heaviside, signed_distance_map
 from MultiModalSegLib.losses.dice import squared_dice_loss
 from MultiModalSegLib.losses.rampup import sigmoid_rampup
 
-__all__ = ["DTCLoss", "DTCLossConfig", "foreground_one_hot"]
+__all__ = ["DTC_VARIANTS", "DTCLoss", "DTCLossConfig", "foreground_one_hot", "segmentation_output_of"]
+
+DTC_VARIANTS = ("seg", "lsf", "seg+lsf", "seg+lsf+dtc")
+"""DTC Table 2's ablation rows (Seg / LSF / Seg+LSF / Seg+LSF+DTC); see the module docstring."""
+
+
+def check_variant(variant: str) -> str:
+    """``variant`` in lower case, or a :class:`MultiModalSegError` that lists the choices."""
+    name = str(variant).strip().lower()
+    if name not in DTC_VARIANTS:
+        raise MultiModalSegError(
+            f"Unknown DTC variant '{variant}'; use one of {', '.join(DTC_VARIANTS)} "
+            "(seg+lsf+dtc is the full method).")
+    return name
+
+
+def segmentation_output_of(variant: str) -> str:
+    """Which head a trained DTC network's label is read from: ``level_set`` for "lsf", else ``segmentation``."""
+    return "level_set" if check_variant(variant) == "lsf" else "segmentation"
 
 
 @dataclass
@@ -73,6 +102,13 @@ class DTCLossConfig:
 
     sdf_spacing: tuple[float, ...] | None = None
     """Voxel spacing (array order z, y, x) for on-the-fly SDFs. Reference: voxel units (None)."""
+
+    variant: str = "seg+lsf+dtc"
+    """DTC Table 2's ablation row (:data:`DTC_VARIANTS`). "seg+lsf+dtc" (default) is the
+    paper's and the reference's method; "seg" trains the segmentation head alone (Dice);
+    "lsf" the level-set head alone (Dice of H(level set) + beta * MSE; the label is read from
+    the level set); "seg+lsf" both heads without the consistency term. The paper's Table 2
+    rows; the reference repository ships only the full method's script."""
 
 
 def foreground_one_hot(labels: Tensor, num_foreground: int, spatial_dims: int) -> Tensor:
@@ -118,12 +154,15 @@ class DTCLoss(nn.Module):
 
     Returns:
         ``{"total", "dice", "sdf_mse", "consistency", "consistency_weight"}``, scalars;
-        ``total = dice + beta * sdf_mse + consistency_weight * consistency``.
+        ``total = dice + beta * sdf_mse + consistency_weight * consistency`` for the full
+        method; the ablation variants drop terms (their weight is reported as 0) and "lsf"
+        computes ``dice`` on ``H(level_set)`` (see the module docstring).
     """
 
     def __init__(self, config: DTCLossConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else DTCLossConfig()
+        self.variant = check_variant(self.config.variant)
 
     def consistency_weight(self, iteration: int) -> float:
         """w(t) = w_max * sigmoid_rampup(t rounded down to the ramp step, T)."""
@@ -175,26 +214,35 @@ class DTCLoss(nn.Module):
         level_set = level_set.float()
 
         zero = probabilities.new_zeros(())
+        variant = self.variant
+        uses_level_set = variant != "seg"
+        # the probabilities the Dice is computed on: the segmentation head, or for "lsf" the
+        # level set turned into a segmentation (the label is read from the level set)
+        segmentation = heaviside(level_set, self.config.heaviside_k) if variant == "lsf" else probabilities
         dice, sdf_mse = zero, zero
         if labeled > 0:
             targets = foreground_one_hot(labels[:labeled], seg_logits.shape[1], spatial_dims)
             targets = targets.to(probabilities.device)
             dice = torch.stack(
                 [
-                    squared_dice_loss(probabilities[:labeled, c], targets[:, c], self.config.dice_smooth)
+                    squared_dice_loss(segmentation[:labeled, c], targets[:, c], self.config.dice_smooth)
                     for c in range(seg_logits.shape[1])
                 ]
             ).mean()
-            sdf = self._sdf_targets(targets, sdf_targets, labeled)
-            sdf_mse = torch.mean((level_set[:labeled] - sdf) ** 2)
+            if uses_level_set:
+                sdf = self._sdf_targets(targets, sdf_targets, labeled)
+                sdf_mse = torch.mean((level_set[:labeled] - sdf) ** 2)
 
         consistency = torch.mean((heaviside(level_set, self.config.heaviside_k) - probabilities) ** 2)
-        weight = self.consistency_weight(iteration)
-        total = dice + self.config.beta * sdf_mse + weight * consistency
+        weight = self.consistency_weight(iteration) if variant == "seg+lsf+dtc" else 0.0
+        beta = self.config.beta if uses_level_set else 0.0
+        total = dice + beta * sdf_mse
+        if weight > 0.0:
+            total = total + weight * consistency
         return {
             "total": total,
             "dice": dice,
             "sdf_mse": sdf_mse,
-            "consistency": consistency,
+            "consistency": consistency.detach() if weight == 0.0 else consistency,
             "consistency_weight": torch.tensor(weight, dtype=torch.float32, device=total.device),
         }

@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from MultiModalSegLib.models.fusion_unet import FusionUNet
     from MultiModalSegLib.models.maml import MAML, MAMLConfig
     from MultiModalSegLib.models.modality_aware import ModalityAwareModule
     from MultiModalSegLib.models.registry import MODEL_CLASSES, build_model
@@ -23,6 +24,7 @@ _WHERE = {
     "DTCVNet": "vnet",
     "DTCVNetConfig": "vnet",
     "UNet3D": "unet3d",
+    "FusionUNet": "fusion_unet",
     "ModalityAwareModule": "modality_aware",
     "build_model": "registry",
     "MODEL_CLASSES": "registry",
@@ -33,6 +35,7 @@ __all__ = [
     "MODEL_CLASSES",
     "DTCVNet",
     "DTCVNetConfig",
+    "FusionUNet",
     "MAMLConfig",
     "ModalityAwareModule",
     "UNet3D",

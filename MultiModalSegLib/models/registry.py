@@ -13,10 +13,11 @@ from typing import Any
 from torch import nn
 
 from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.models.fusion_unet import FusionUNet
 from MultiModalSegLib.models.maml import MAML
 from MultiModalSegLib.models.vnet import DTCVNet
 
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"MAML": MAML, "DTCVNet": DTCVNet}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"MAML": MAML, "DTCVNet": DTCVNet, "FusionUNet": FusionUNet}
 
 
 def build_model(architecture: dict[str, Any]) -> nn.Module:

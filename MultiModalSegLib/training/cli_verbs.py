@@ -84,14 +84,17 @@ def _add_common_runtime_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """``mmseg train --method maml|dtc --data SPEC --output DIR ...``."""
+    """``mmseg train --method maml|dtc|unet --data SPEC --output DIR ...``."""
     parser = subparsers.add_parser(
-        "train", help="train a MAML or DTC model from a data set",
-        description="Train MAML (supervised, mutual learning) or DTC (semi-supervised, dual-task consistency). "
+        "train", help="train a MAML or DTC model (or a U-Net baseline) from a data set",
+        description="Train MAML (supervised, mutual learning), DTC (semi-supervised, dual-task consistency) or "
+                    "the U-Net baseline of MAML's tables (--method unet: one nnU-Net style U-Net with every "
+                    "modality of --modalities as an input channel; one modality gives the single-modality U-Net). "
                     "Writes OUTPUT/best and OUTPUT/last (model packages), OUTPUT/checkpoint (resumable) and "
                     "OUTPUT/result.json. Defaults are the reference code's; see docs. Multi-GPU: "
                     "torchrun --nproc_per_node N -m MultiModalSegLib train ...")
-    parser.add_argument("--method", required=True, choices=("maml", "dtc"))
+    parser.add_argument("--method", required=True, choices=("maml", "dtc", "unet"),
+                        help="maml, dtc, or unet (early-fusion / single-modality U-Net with MAML's recipe)")
     parser.add_argument("--data", required=True,
                         help="cases: an nnU-Net raw folder, a BraTS folder, a JSON list, or phantom:KIND:N[:SEED]")
     parser.add_argument("--output", required=True, type=Path, help="output folder")
@@ -116,6 +119,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--base-filters", type=_positive_int, default=None,
                         help="network width (MAML branch base 16, DTC VNet 16)")
     parser.add_argument("--depth", type=_positive_int, default=None, help="MAML U-Net stages (default 4)")
+    parser.add_argument("--lambda-intra", type=float, default=None, metavar="LAMBDA",
+                        help="MAML: weight of the per-modality branch losses (default 1.0); 0 trains the joint "
+                             "output alone, without mutual learning (the paper's MS+MA ablation)")
+    parser.add_argument("--dtc-variant", default=None, choices=("seg", "lsf", "seg+lsf", "seg+lsf+dtc"),
+                        help="DTC: the ablation row of DTC Table 2 (default seg+lsf+dtc, the full method); seg: "
+                             "segmentation head only; lsf: level-set head only, the label read from the level set; "
+                             "seg+lsf: both heads without the consistency term")
     parser.add_argument("--architecture", default=None, metavar="JSON",
                         help="network settings merged over the above, as JSON or a .json file, e.g. the bundled "
                              "liver model's '{\"strides\": [[1,2,2],[2,2,2],[2,2,2],[2,2,2]], \"max_filters\": 64}'")
@@ -220,6 +230,16 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
         config.maml.base_filters = config.dtc.base_filters = int(args.base_filters)
     if args.depth is not None:
         config.maml.depth = int(args.depth)
+    if getattr(args, "lambda_intra", None) is not None:
+        if args.method != "maml":
+            raise MultiModalSegError("--lambda-intra weighs MAML's branch losses; use it with --method maml only.")
+        if not args.lambda_intra >= 0:
+            raise MultiModalSegError(f"--lambda-intra must be 0 or more, not {args.lambda_intra}.")
+        config.maml.lambda_intra = float(args.lambda_intra)
+    if getattr(args, "dtc_variant", None) is not None:
+        if args.method != "dtc":
+            raise MultiModalSegError("--dtc-variant picks a DTC ablation row; use it with --method dtc only.")
+        config.dtc.variant = args.dtc_variant
     if args.architecture:
         config.architecture_overrides = parse_architecture(args.architecture)
     config.validate()

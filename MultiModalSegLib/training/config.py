@@ -24,8 +24,13 @@ from typing import Any
 
 from MultiModalSegLib.errors import MultiModalSegError
 
-METHODS = ("maml", "dtc")
+# "unet": the U-Net baselines of MAML's tables (models/fusion_unet.py: early fusion, or one
+# modality), trained with MAML's recipe (optimizer, patches, Dice + CE with deep supervision)
+METHODS = ("maml", "dtc", "unet")
 SCHEDULES = ("poly", "step", "constant")
+# DTC Table 2's ablation rows (the same names as losses.DTC_VARIANTS, kept here so that
+# reading a config does not import torch)
+DTC_VARIANT_NAMES = ("seg", "lsf", "seg+lsf", "seg+lsf+dtc")
 
 
 @dataclass
@@ -97,6 +102,23 @@ class DTCSettings:
     consistency_rampup_iterations: float = 6000.0  # reference: 40 ramp units x 150 iterations
     consistency_rampup_step: int = 150  # reference: sigmoid_rampup(iter_num // 150, 40), a staircase
     heaviside_k: float = 1500.0  # reference sigmoid(-1500 * level_set)
+    # DTC Table 2's ablation row: "seg+lsf+dtc" (default, the paper's method), "seg" (segmentation
+    # head only: Dice, beta 0, no consistency; the supervised VNet rows), "lsf" (level-set head
+    # only: Dice of H(level set) + beta * MSE, and the package's label is read from the level set),
+    # "seg+lsf" (both heads, no consistency). The reference ships only the full method's script.
+    variant: str = "seg+lsf+dtc"
+
+    @property
+    def segmentation_output(self) -> str:
+        """The head a package trained with these settings reads its label from (manifest field)."""
+        return "level_set" if str(self.variant).strip().lower() == "lsf" else "segmentation"
+
+    def validate(self) -> None:
+        """Refuse an unknown ablation variant with the list of choices."""
+        if str(self.variant).strip().lower() not in DTC_VARIANT_NAMES:
+            raise MultiModalSegError(
+                f"Unknown DTC variant '{self.variant}'; use one of {', '.join(DTC_VARIANT_NAMES)} "
+                "(seg+lsf+dtc is the full method).")
 
     def loss_config(self) -> object:
         """The :class:`DTCLossConfig` of these settings (imports torch)."""
@@ -104,7 +126,8 @@ class DTCSettings:
 
         return DTCLossConfig(beta=self.beta, consistency_weight_max=self.consistency,
                              consistency_rampup_iterations=self.consistency_rampup_iterations,
-                             consistency_rampup_step=self.consistency_rampup_step, heaviside_k=self.heaviside_k)
+                             consistency_rampup_step=self.consistency_rampup_step, heaviside_k=self.heaviside_k,
+                             variant=str(self.variant).strip().lower())
 
 
 @dataclass
@@ -132,6 +155,9 @@ class TrainingConfig:
     # extra constructor settings of the network, merged over the ones above, e.g. the bundled
     # models' {"strides": [[1, 2, 2], [2, 2, 2], ...], "max_filters": 64} (bundled_configs.py)
     architecture_overrides: dict[str, Any] | None = None
+    # extra patch augmentation: PatchSamplingConfig fields merged over the method's recipe, e.g.
+    # {"rotation_degrees": 15, "scale_range": 0.15, "gamma_range": 0.3} (None: the recipe as it is)
+    augmentation: dict[str, Any] | None = None
     optimizer: OptimizerConfig = field(default_factory=maml_optimizer)
     maml: MAMLSettings = field(default_factory=MAMLSettings)
     dtc: DTCSettings = field(default_factory=DTCSettings)
@@ -146,8 +172,8 @@ class TrainingConfig:
             base = cls(method="dtc", iterations=6000, batch_size=4, labeled_batch_size=2,
                        patch_size=(80, 112, 112), foreground_fraction=0.0, optimizer=dtc_optimizer(),
                        validate_every=500, checkpoint_every=500)
-        else:
-            base = cls(method="maml")
+        else:  # MAML and its U-Net baselines share nnU-Net's recipe
+            base = cls(method=method)
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if "patch_size" in overrides:
             overrides["patch_size"] = tuple(int(v) for v in overrides["patch_size"])
@@ -183,6 +209,7 @@ class TrainingConfig:
             if getattr(self, name) < 1:
                 raise MultiModalSegError(f"{name} must be at least 1 iteration, not {getattr(self, name)}.")
         self.optimizer.validate()
+        self.dtc.validate()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (for the checkpoint and the manifest's provenance)."""

@@ -60,6 +60,16 @@ def network_architecture(config: TrainingConfig, modalities: list[str], num_fore
         if "strides" in overrides and "num_stages" not in overrides:
             settings.pop("num_stages")
         return {"name": "MAML", "config": {**settings, **overrides}}
+    if config.method == "unet":  # MAML's baselines: one U-Net with a MAML branch's settings (fusion_unet.py)
+        settings = {
+            "modalities": list(modalities), "num_classes": num_foreground + 1,
+            "base_filters": config.maml.base_filters, "max_filters": config.maml.max_filters,
+            "num_stages": config.maml.depth, "deep_supervision": config.maml.deep_supervision}
+        for name in ("ma_kernel", "absent_fill"):  # MAML's fusion settings: a U-Net has no fusion
+            overrides.pop(name, None)
+        if "strides" in overrides and "num_stages" not in overrides:
+            settings.pop("num_stages")
+        return {"name": "FusionUNet", "config": {**settings, **overrides}}
     return {"name": "DTCVNet", "config": {
         "in_channels": len(modalities), "num_classes": num_foreground, "base_filters": config.dtc.base_filters,
         **overrides}}
@@ -96,6 +106,13 @@ def build_step(config: TrainingConfig) -> Any:
         return MAMLStep(MAMLLoss(lambda_intra=config.maml.lambda_intra),
                         consistency_weight=config.maml.unlabeled_consistency_weight,
                         rampup_iterations=config.maml.consistency_rampup_iterations)
+    if config.method == "unet":
+        # MAMLLoss over an output with no branches: deep-supervised Dice + CE of the one output
+        # (nnU-Net's loss); no branch-joint consistency, so unlabeled cases add nothing
+        from MultiModalSegLib.losses import MAMLLoss
+        from MultiModalSegLib.training.maml_step import MAMLStep
+
+        return MAMLStep(MAMLLoss(lambda_intra=0.0), consistency_weight=0.0)
     from MultiModalSegLib.losses import DTCLoss
     from MultiModalSegLib.training.dtc_step import DTCStep
 
@@ -138,10 +155,12 @@ def validation_volumes(prepared: list[Any], labels: LabelTable) -> list[Validati
                              spacing=p.spacing) for p in prepared]
 
 
-def sampling_config(method: str, patch_size: tuple[int, int, int], foreground_fraction: float) -> Any:
+def sampling_config(method: str, patch_size: tuple[int, int, int], foreground_fraction: float,
+                    augmentation: dict[str, Any] | None = None) -> Any:
     """The method's patch recipe: DTC's random crop + RandomRotFlip, nnU-Net's mirroring for MAML.
 
     DTC's rotation by 90 degrees needs a square axial patch; for a non-square one it is left out.
+    ``augmentation`` (``TrainingConfig.augmentation``) replaces recipe fields by name.
     """
     import dataclasses
 
@@ -153,13 +172,22 @@ def sampling_config(method: str, patch_size: tuple[int, int, int], foreground_fr
             recipe = dataclasses.replace(recipe, rot_flip=False, mirror_axes=(1, 2))
     else:
         recipe = PatchSamplingConfig.for_maml(patch_size)
-    return dataclasses.replace(recipe, foreground_fraction=float(foreground_fraction))
+    recipe = dataclasses.replace(recipe, foreground_fraction=float(foreground_fraction))
+    if augmentation:
+        known = {f.name for f in dataclasses.fields(recipe)} - {"patch_size", "foreground_fraction"}
+        unknown = sorted(set(augmentation) - known)
+        if unknown:
+            raise MultiModalSegError(
+                f"Unknown augmentation setting(s) {', '.join(unknown)}; use some of {', '.join(sorted(known))}.")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in augmentation.items()}
+        recipe = dataclasses.replace(recipe, **values)
+    return recipe
 
 
 def make_batch_loader(labeled: list[Any], unlabeled: list[Any], *, method: str, labels: LabelTable,
                       patch_size: tuple[int, int, int], batch_size: int, labeled_batch_size: int,
                       foreground_fraction: float, seed: int, context: DistributedContext, num_workers: int = 0,
-                      start_iteration: int = 0) -> Any:
+                      start_iteration: int = 0, augmentation: dict[str, Any] | None = None) -> Any:
     """An endless iterator of two-stream batches for this rank (the data layer's ``TwoStreamBatchLoader``).
 
     Labeled patches come first in every batch, then unlabeled ones; without unlabeled cases the
@@ -171,7 +199,8 @@ def make_batch_loader(labeled: list[Any], unlabeled: list[Any], *, method: str, 
 
     if not unlabeled:
         labeled_batch_size = batch_size
-    return TwoStreamBatchLoader(list(labeled) + list(unlabeled), sampling_config(method, patch_size, foreground_fraction),
-                                labels.values, batch_size, labeled_batch_size, with_sdf=method == "dtc",
+    recipe = sampling_config(method, patch_size, foreground_fraction, augmentation)
+    return TwoStreamBatchLoader(list(labeled) + list(unlabeled), recipe, labels.values, batch_size,
+                                labeled_batch_size, with_sdf=method == "dtc",
                                 seed=seed + start_iteration, num_workers=num_workers, rank=context.rank,
                                 world_size=context.world_size)

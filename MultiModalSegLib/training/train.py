@@ -221,7 +221,8 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
                                     patch_size=config.patch_size, batch_size=config.batch_size,
                                     labeled_batch_size=labeled_batch, foreground_fraction=config.foreground_fraction,
                                     seed=config.seed, context=context,
-                                    num_workers=config.num_workers, start_iteration=state.iteration)
+                                    num_workers=config.num_workers, start_iteration=state.iteration,
+                                    augmentation=config.augmentation)
 
         def manifest_for(selection: str, iteration: int) -> dict[str, Any]:
             provenance = {
@@ -231,10 +232,14 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
                 "validation": list(state.history), "best_iteration": state.best_iteration,
                 "best_metric": state.best_metric, "started": state.extra.get("started"),
             }
-            return build_manifest(model_id=model_id, version=1, method=config.method,
-                                  title=title or f"{config.method.upper()} trained on {data}",
-                                  modalities=modality_table, labels=labels, patch_size=config.patch_size,
-                                  architecture=architecture, preprocessing=preprocessing, provenance=provenance)
+            manifest = build_manifest(model_id=model_id, version=1, method=config.method,
+                                      title=title or f"{config.method.upper()} trained on {data}",
+                                      modalities=modality_table, labels=labels, patch_size=config.patch_size,
+                                      architecture=architecture, preprocessing=preprocessing, provenance=provenance)
+            if config.method == "dtc":
+                # DTC Table 2's "LSF" row reads its label from the level set (inference.predict)
+                manifest["segmentation_output"] = config.dtc.segmentation_output
+            return manifest
 
         def write_package(selection: str, iteration: int) -> Path:
             manifest = manifest_for(selection, iteration)

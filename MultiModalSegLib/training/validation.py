@@ -51,13 +51,15 @@ class ValidationResult:
 def probability_forward(module: torch.nn.Module, method: str) -> Any:
     """A sliding-window forward that returns ``{"probabilities": [B, K, *patch]}``.
 
-    MAML: softmax of the joint logits (K includes background). DTC: sigmoid of the
-    segmentation logits (one channel per foreground class).
+    MAML and the U-Net baselines: softmax of the joint logits (K includes background). DTC:
+    sigmoid of the segmentation logits (one channel per foreground class).
     """
     import torch
 
+    from MultiModalSegLib.weights import SOFTMAX_METHODS
+
     def forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        if method == "maml":
+        if method in SOFTMAX_METHODS:
             return {"probabilities": torch.softmax(module(batch)["joint"].float(), dim=1)}
         seg_logits, _ = module(batch)
         return {"probabilities": torch.sigmoid(seg_logits.float())}

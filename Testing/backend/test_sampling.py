@@ -230,6 +230,40 @@ def test_intensity_jitter_scales_and_shifts_each_channel() -> None:
     assert 0.7 <= min(values) < 0.95 and 1.05 < max(values) <= 1.3
 
 
+def test_rotation_zoom_gamma_and_noise_keep_label_aligned_and_vary_the_patch() -> None:
+    """Opt-in spatial/appearance augmentation (the one-volume tissue model trains with it)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    shape = (24, 24, 24)
+    field = ndimage.gaussian_filter(rng.normal(size=shape), 3.0)
+    field /= field.std()
+    threshold = np.percentile(field, 60)
+    label = (field > threshold).astype(np.int16)
+    case = prepared("smooth", np.stack([field + 5.0]), label)  # positive image: gamma acts on non-zero voxels
+    config = PatchSamplingConfig(patch_size=(12, 12, 12), rot_flip=False, rotation_degrees=20.0, scale_range=0.2,
+                                 gamma_range=0.0, noise_std=0.0)
+    sampler = PatchSampler([case], config, label_values=[1], seed=0)
+    plain = PatchSampler([case], PatchSamplingConfig(patch_size=(12, 12, 12), rot_flip=False), [1], seed=0)
+    differs = 0
+    for seed in range(20):
+        image, classes = sampler.sample_case(0, np.random.default_rng(seed))
+        reference, _ = plain.sample_case(0, np.random.default_rng(seed))
+        inside = image[0] > 0  # interpolated voxels (outside the volume reads 0)
+        # linear image vs nearest label: they agree away from the threshold surface
+        confident = inside & (np.abs(image[0] - 5.0 - threshold) > 0.05)
+        assert np.mean((image[0][confident] - 5.0 > threshold) == (classes[confident] == 1)) > 0.97
+        differs += int(np.abs(image - reference).max() > 1e-3)
+    assert differs >= 18
+    gamma = PatchSampler([case], PatchSamplingConfig(patch_size=(12, 12, 12), rot_flip=False, gamma_range=0.5,
+                                                     noise_std=0.1), [1], seed=0)
+    image, _ = gamma.sample_case(0, np.random.default_rng(3))
+    reference, _ = plain.sample_case(0, np.random.default_rng(3))
+    assert image.shape == reference.shape and not np.allclose(image, reference)
+    with pytest.raises(MultiModalSegError, match="rotation_degrees"):
+        PatchSamplingConfig(patch_size=(8, 8, 8), rotation_degrees=-1.0).validate()
+
+
 # --------------------------------------------------------------------------- batches
 
 

@@ -102,7 +102,7 @@ def test_weights_are_never_unpickled(tiny_maml_package, monkeypatch):
     ("missing_manifest", "has no manifest.json"),
     ("bad_json", "not valid JSON"),
     ("missing_field", "lacks the field"),
-    ("unknown_method", "knows maml, dtc"),
+    ("unknown_method", "knows maml, dtc, unet"),
     ("missing_weights", "has no weights file"),
 ])
 def test_broken_packages_give_a_sentence(tiny_maml_package, problem, message):
@@ -117,7 +117,7 @@ def test_broken_packages_give_a_sentence(tiny_maml_package, problem, message):
         del manifest["labels"]
         manifest_path.write_text(json.dumps(manifest))
     elif problem == "unknown_method":
-        manifest["method"] = "unet"
+        manifest["method"] = "segformer"
         manifest_path.write_text(json.dumps(manifest))
     elif problem == "missing_weights":
         tiny_maml_package.weights_path.unlink()
