@@ -30,5 +30,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py --output bench-output
 
+# Trains every arm of the papers' tables on phantoms, evaluates them on held-out phantoms and
+# writes docs/results.md (resumable: finished arms in reproduce-output/ are kept).
+reproduce: $(STAMP)
+	$(PY) tools/reproduce.py --work reproduce-output --output docs/results.md
+
 clean-demo:
 	rm -rf demo-output
