@@ -25,13 +25,13 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from MultiModalSegLib.atomic import atomic_write_text  # noqa: E402
+from MultiModalSegLib.atomic import atomic_write_text
 
 HALVES = ("maml", "dtc")
 
@@ -70,7 +70,7 @@ def main() -> int:
     header = (
         "# Results: the papers' tables on phantoms\n\n"
         "Written by `make reproduce` (`python tools/reproduce.py`); do not edit by hand. "
-        f"Run on {datetime.now(timezone.utc):%Y-%m-%d}, {platform.machine()} CPU with {os.cpu_count()} cores, "
+        f"Run on {datetime.now(UTC):%Y-%m-%d}, {platform.machine()} CPU with {os.cpu_count()} cores, "
         f"torch threads per process from OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
         f"this invocation took {', '.join(timings)} (finished arms and evaluations are read back, not redone; each "
         "section states its own training and evaluation times). From scratch on this machine: about 41 min for "

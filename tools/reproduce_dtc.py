@@ -44,6 +44,9 @@ from typing import Any
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
+sys.path.insert(0, str(REPOSITORY / "tools"))
+
+from reproduce_common import finished_arm
 
 from MultiModalSegLib.errors import MultiModalSegError
 
@@ -122,14 +125,9 @@ def train_arm(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
 
     output = args.work / arm.key
     result_path = output / "result.json"
-    if result_path.is_file() and (output / "last" / "manifest.json").is_file():
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-        if int(result.get("iterations", -1)) == args.iterations:
-            print(f"[{arm.key}] trained already ({result['iterations']} iterations), skipping", flush=True)
-            return result
-        raise MultiModalSegError(
-            f"{output} holds a finished training of {result.get('iterations')} iterations, not {args.iterations}; "
-            "use another --work folder, or delete that arm's folder to train it again.")
+    finished = finished_arm(output, arm.key, args.iterations)
+    if finished is not None:
+        return finished
     resume = (output / "checkpoint").is_dir()
     config = training_config(arm, args)
     spec = data_spec(arm.cases, args.train_seed, args.shape)

@@ -47,6 +47,9 @@ from typing import Any
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
+sys.path.insert(0, str(REPOSITORY / "tools"))
+
+from reproduce_common import finished_arm
 
 from MultiModalSegLib import bundled_configs
 from MultiModalSegLib.atomic import atomic_write_json, atomic_write_text
@@ -120,14 +123,9 @@ def train_arm(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
     """Train one arm in a child process unless it is already done; return its result.json."""
     output = args.work / arm.key
     result_path = output / "result.json"
-    if result_path.is_file() and (output / "last" / "manifest.json").is_file():
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-        if int(result.get("iterations", -1)) == args.iterations:
-            print(f"[{arm.key}] trained already ({result['iterations']} iterations), skipping", flush=True)
-            return result
-        raise MultiModalSegError(
-            f"{output} holds a finished training of {result.get('iterations')} iterations, not {args.iterations}; "
-            "use another --work folder, or delete that arm's folder to train it again.")
+    finished = finished_arm(output, arm.key, args.iterations)
+    if finished is not None:
+        return finished
     resume = (output / "checkpoint").is_dir()
     command = train_command(arm, args, output, resume)
     print(f"[{arm.key}] {'resuming' if resume else 'training'}: {shlex.join(command)}", flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from MultiModalSegLib.errors import MultiModalSegError
@@ -79,3 +80,16 @@ def initialize_he_leaky_relu(module: nn.Module, negative_slope: float = LEAKY_RE
         nn.init.kaiming_normal_(module.weight, a=negative_slope)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def check_modality_input(x: torch.Tensor, modalities: Sequence[str], divisor: Sequence[int], network: str) -> None:
+    """Raise :class:`MultiModalSegError` unless ``x`` is ``[B, M, z, y, x]`` (one channel per modality)
+    with spatial sizes that are multiples of ``divisor`` (the product of the strides)."""
+    if x.dim() != 5 or x.shape[1] != len(modalities):
+        raise MultiModalSegError(
+            f"{network} expects an input of shape [batch, {len(modalities)} modalities, z, y, x] "
+            f"(one channel per modality: {', '.join(modalities)}), got {list(x.shape)}.")
+    if any(size % d for size, d in zip(x.shape[2:], divisor)):
+        raise MultiModalSegError(
+            f"{network} input size {list(x.shape[2:])} (z, y, x) is not a multiple of {list(divisor)}; "
+            "pad the image or choose a patch size that is.")

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from MultiModalSegLib.errors import MultiModalSegError
-from MultiModalSegLib.models.blocks import Triple
+from MultiModalSegLib.models.blocks import Triple, check_modality_input
 from MultiModalSegLib.models.maml import MAMLConfig
 from MultiModalSegLib.models.unet3d import UNet3D
 
@@ -86,15 +86,7 @@ class FusionUNet(nn.Module):
                 raise MultiModalSegError(
                     f"This U-Net fuses {', '.join(self.modalities)} as input channels and cannot run without "
                     f"{', '.join(absent)}; give every modality, or use a MAML model, which handles a missing one.")
-        if x.dim() != 5 or x.shape[1] != len(self.modalities):
-            raise MultiModalSegError(
-                f"The U-Net expects an input of shape [batch, {len(self.modalities)} modalities, z, y, x] "
-                f"(one channel per modality: {', '.join(self.modalities)}), got {list(x.shape)}.")
-        divisor = self.input_divisor
-        if any(size % d for size, d in zip(x.shape[2:], divisor)):
-            raise MultiModalSegError(
-                f"The U-Net input size {list(x.shape[2:])} (z, y, x) is not a multiple of {list(divisor)}; "
-                "pad the image or choose a patch size that is.")
+        check_modality_input(x, self.modalities, self.input_divisor, "The U-Net")
 
     def forward(self, x: torch.Tensor, available: Iterable[str] | None = None) -> dict[str, Any]:
         """Segment ``x`` ``[B, M, z, y, x]`` (channels in the order of ``modalities``).

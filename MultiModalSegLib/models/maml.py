@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from MultiModalSegLib.errors import MultiModalSegError
-from MultiModalSegLib.models.blocks import Triple, to_triple
+from MultiModalSegLib.models.blocks import Triple, check_modality_input, to_triple
 from MultiModalSegLib.models.modality_aware import MODALITY_AWARE_KERNELS, ModalityAwareModule
 from MultiModalSegLib.models.unet3d import UNet3D
 
@@ -240,15 +240,7 @@ class MAML(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`MultiModalSegError` unless ``x`` is ``[B, M, z, y, x]`` with valid sizes."""
-        if x.dim() != 5 or x.shape[1] != len(self.modalities):
-            raise MultiModalSegError(
-                f"MAML expects an input of shape [batch, {len(self.modalities)} modalities, z, y, x] "
-                f"(one channel per modality: {', '.join(self.modalities)}), got {list(x.shape)}.")
-        divisor = self.input_divisor
-        if any(size % d for size, d in zip(x.shape[2:], divisor)):
-            raise MultiModalSegError(
-                f"MAML input size {list(x.shape[2:])} (z, y, x) is not a multiple of {list(divisor)}; "
-                "pad the image or choose a patch size that is.")
+        check_modality_input(x, self.modalities, self.input_divisor, "MAML")
 
     def forward(self, x: torch.Tensor, available: Iterable[str] | None = None) -> dict[str, Any]:
         """Segment ``x`` ``[B, M, z, y, x]`` (channels in the order of ``modalities``).

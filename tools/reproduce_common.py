@@ -1,0 +1,27 @@
+"""What ``tools/reproduce_maml.py`` and ``tools/reproduce_dtc.py`` share: reading back a finished arm."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from MultiModalSegLib.errors import MultiModalSegError
+
+
+def finished_arm(output: Path, key: str, iterations: int) -> dict[str, Any] | None:
+    """The ``result.json`` of an arm already trained for ``iterations`` in ``output``, else None.
+
+    Raises :class:`MultiModalSegError` when ``output`` holds a finished training of another
+    length (a different budget must not be mixed into one table).
+    """
+    result_path = output / "result.json"
+    if not (result_path.is_file() and (output / "last" / "manifest.json").is_file()):
+        return None
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    if int(result.get("iterations", -1)) != iterations:
+        raise MultiModalSegError(
+            f"{output} holds a finished training of {result.get('iterations')} iterations, not {iterations}; "
+            "use another --work folder, or delete that arm's folder to train it again.")
+    print(f"[{key}] trained already ({result['iterations']} iterations), skipping", flush=True)
+    return result
