@@ -13,19 +13,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from MultiModalSegLib.argtypes import positive_int
 from MultiModalSegLib.errors import MultiModalSegError
 
 EXIT_OK = 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
-    return value
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -45,10 +36,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
-    parser.add_argument("--batch-size", type=_positive_int, default=1, help="windows per forward pass (default 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="windows per forward pass (default 1)")
     parser.add_argument("--largest-component", action="store_true",
                         help="keep only the largest connected component of each label before scoring")
-    parser.add_argument("--bootstrap", type=_positive_int, default=1000,
+    parser.add_argument("--bootstrap", type=positive_int, default=1000,
                         help="bootstrap resamples for the 95 %% CI of each mean (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--region", action="append", default=[], metavar="NAME=V,V",

@@ -82,6 +82,14 @@ def initialize_he_leaky_relu(module: nn.Module, negative_slope: float = LEAKY_RE
             nn.init.zeros_(module.bias)
 
 
+def stride_product(strides: Sequence[Sequence[int]]) -> Triple:
+    """Each spatial size ``(z, y, x)`` of a network with these strides must be a multiple of this."""
+    divisor = [1, 1, 1]
+    for stride in strides:
+        divisor = [d * s for d, s in zip(divisor, stride)]
+    return (divisor[0], divisor[1], divisor[2])
+
+
 def check_modality_input(x: torch.Tensor, modalities: Sequence[str], divisor: Sequence[int], network: str) -> None:
     """Raise :class:`MultiModalSegError` unless ``x`` is ``[B, M, z, y, x]`` (one channel per modality)
     with spatial sizes that are multiples of ``divisor`` (the product of the strides)."""

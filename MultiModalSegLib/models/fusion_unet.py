@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from MultiModalSegLib.errors import MultiModalSegError
-from MultiModalSegLib.models.blocks import Triple, check_modality_input
+from MultiModalSegLib.models.blocks import Triple, check_modality_input, stride_product
 from MultiModalSegLib.models.maml import MAMLConfig
 from MultiModalSegLib.models.unet3d import UNet3D
 
@@ -72,10 +72,7 @@ class FusionUNet(nn.Module):
     @property
     def input_divisor(self) -> Triple:
         """Each spatial size ``(z, y, x)`` must be a multiple of this (product of the strides)."""
-        divisor = [1, 1, 1]
-        for stride in self.config.strides:  # type: ignore[union-attr]
-            divisor = [d * s for d, s in zip(divisor, stride)]
-        return tuple(divisor)  # type: ignore[return-value]
+        return stride_product(self.config.strides)  # type: ignore[arg-type]
 
     def check_input(self, x: torch.Tensor, available: Iterable[str] | None = None) -> None:
         """Raise :class:`MultiModalSegError` for a wrong shape, a size the strides cannot take, or a missing modality."""

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from MultiModalSegLib.errors import MultiModalSegError
-from MultiModalSegLib.models.blocks import Triple, check_modality_input, to_triple
+from MultiModalSegLib.models.blocks import Triple, check_modality_input, stride_product, to_triple
 from MultiModalSegLib.models.modality_aware import MODALITY_AWARE_KERNELS, ModalityAwareModule
 from MultiModalSegLib.models.unet3d import UNet3D
 
@@ -217,10 +217,7 @@ class MAML(nn.Module):
     @property
     def input_divisor(self) -> Triple:
         """Each spatial size ``(z, y, x)`` must be a multiple of this (product of the strides)."""
-        divisor = [1, 1, 1]
-        for stride in self.config.strides:  # type: ignore[union-attr]
-            divisor = [d * s for d, s in zip(divisor, stride)]
-        return tuple(divisor)  # type: ignore[return-value]
+        return stride_product(self.config.strides)  # type: ignore[arg-type]
 
     def present_modalities(self, available: Iterable[str] | None) -> list[int]:
         """Indices (in ``modalities`` order) of the modalities named in ``available`` (None: all)."""

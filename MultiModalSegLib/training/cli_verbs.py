@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from MultiModalSegLib.argtypes import non_negative_int, positive_int
 from MultiModalSegLib.errors import MultiModalSegError
 
 EXIT_OK = 0
@@ -53,30 +54,10 @@ def parse_architecture(text: str) -> dict[str, Any]:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must be 0 or more")
-    return value
-
-
 def _add_common_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 1337, the DTC reference's)")
-    parser.add_argument("--workers", type=_non_negative_int, default=None,
+    parser.add_argument("--workers", type=non_negative_int, default=None,
                         help="patch-sampling worker processes (default 0: sample in the training process)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed precision on CUDA (ignored on CPU)")
@@ -98,27 +79,27 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--data", required=True,
                         help="cases: an nnU-Net raw folder, a BraTS folder, a JSON list, or phantom:KIND:N[:SEED]")
     parser.add_argument("--output", required=True, type=Path, help="output folder")
-    parser.add_argument("--labeled", type=_non_negative_int, default=None,
+    parser.add_argument("--labeled", type=non_negative_int, default=None,
                         help="use the labels of the first N cases only; the others train unlabeled "
                              "(DTC --labelnum; MAML uses them through its branch-joint consistency)")
     parser.add_argument("--modalities", default=None,
                         help="comma-separated modality names to use, in this order (default: all, as read)")
-    parser.add_argument("--iterations", type=_positive_int, default=None,
+    parser.add_argument("--iterations", type=positive_int, default=None,
                         help="iterations (default: MAML 250000 = nnU-Net 1000x250, DTC 6000)")
     parser.add_argument("--patch", type=parse_patch_size, default=None,
                         help="patch size ZxYxX in array order (default: MAML 64x64x64, DTC 80x112x112)")
-    parser.add_argument("--batch", type=_positive_int, default=None,
+    parser.add_argument("--batch", type=positive_int, default=None,
                         help="batch size per process (default: MAML 2, DTC 4)")
-    parser.add_argument("--labeled-batch", type=_positive_int, default=None,
+    parser.add_argument("--labeled-batch", type=positive_int, default=None,
                         help="labeled samples per batch (default: DTC 2; MAML all, or half with unlabeled cases)")
-    parser.add_argument("--validation-cases", type=_non_negative_int, default=None,
+    parser.add_argument("--validation-cases", type=non_negative_int, default=None,
                         help="labeled cases held out for validation (default 20%%, at least 1)")
-    parser.add_argument("--validate-every", type=_positive_int, default=None, help="iterations between validations")
-    parser.add_argument("--checkpoint-every", type=_positive_int, default=None,
+    parser.add_argument("--validate-every", type=positive_int, default=None, help="iterations between validations")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=None,
                         help="iterations between checkpoints (and the last package)")
-    parser.add_argument("--base-filters", type=_positive_int, default=None,
+    parser.add_argument("--base-filters", type=positive_int, default=None,
                         help="network width (MAML branch base 16, DTC VNet 16)")
-    parser.add_argument("--depth", type=_positive_int, default=None, help="MAML U-Net stages (default 4)")
+    parser.add_argument("--depth", type=positive_int, default=None, help="MAML U-Net stages (default 4)")
     parser.add_argument("--lambda-intra", type=float, default=None, metavar="LAMBDA",
                         help="MAML: weight of the per-modality branch losses (default 1.0); 0 trains the joint "
                              "output alone, without mutual learning (the paper's MS+MA ablation)")
@@ -150,11 +131,11 @@ def add_finetune_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--unlabeled", action="append", default=[],
                         help="unlabeled cases (any data spec); repeat to combine")
     parser.add_argument("--output", required=True, type=Path, help="folder for result.json and the checkpoint")
-    parser.add_argument("--iterations", type=_positive_int, default=None, help="iterations (default 200)")
+    parser.add_argument("--iterations", type=positive_int, default=None, help="iterations (default 200)")
     parser.add_argument("--patch", type=parse_patch_size, default=None,
                         help="patch size ZxYxX (default: the package's)")
-    parser.add_argument("--batch", type=_positive_int, default=None, help="batch size (default 2: 1 labeled)")
-    parser.add_argument("--labeled-batch", type=_positive_int, default=None, help="labeled samples per batch")
+    parser.add_argument("--batch", type=positive_int, default=None, help="batch size (default 2: 1 labeled)")
+    parser.add_argument("--labeled-batch", type=positive_int, default=None, help="labeled samples per batch")
     parser.add_argument("--no-store", action="store_true",
                         help="write the new version to OUTPUT/model instead of the user model store")
     _add_common_runtime_options(parser)
