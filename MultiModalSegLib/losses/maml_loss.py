@@ -1,4 +1,4 @@
-"""MAML's training loss: ``L = L_joint(Y | X) + lambda * sum_i L_intra(Y | X_i)``.
+"""MAML's training loss: ``L = w_joint * L_joint(Y | X) + lambda * sum_i L_intra(Y | X_i)``.
 
 The joint output (attention-fused features of all modalities) and each modality's own
 branch output are supervised with the same label map, so every branch learns to segment
@@ -13,6 +13,12 @@ supervision outputs; the loss weights are ``[w_0] + [w_0 .. w_{n-1}] * M`` with 
 deep-supervised loss has total weight 1 and the joint loss (full resolution only) has
 weight ``w_0`` (0.533 for 5 outputs). Relative to ``L_joint`` that is
 ``lambda = 1 / w_0`` (1.875 for 5 outputs), up to an overall factor ``w_0``.
+
+The default reproduces the reference exactly: ``joint_weight="reference"`` weighs ``L_joint``
+by ``w_0`` of the branches' output count (0.571 for the bundled 5-stage networks, whose
+branches return 4 supervised outputs; 0.533 for 5) and ``lambda_intra = 1``. Summing the three
+terms with weight 1 each (``joint_weight=1``) instead gives about 3x the reference's gradient
+at the same learning rate, a confound for the paper's tables.
 """
 
 from __future__ import annotations
@@ -59,9 +65,12 @@ class MAMLLoss(nn.Module):
     """``L_joint + lambda_intra * sum_i L_intra_i``, each term deep-supervised as nnU-Net.
 
     Args:
-        lambda_intra: weight of the summed per-modality losses. Default 1.0 (each branch
-            counts as much as the joint output); the reference code's weighting
-            corresponds to ``1 / w_0`` (see the module docstring).
+        lambda_intra: weight of the summed per-modality losses (the paper's lambda).
+            Default 1.0, as the reference (each branch's deep-supervised loss has weight 1).
+        joint_weight: weight of ``L_joint``. ``"reference"`` (default): the reference
+            code's ``w_0``, the full-resolution deep-supervision weight of a branch with
+            its number of outputs (1.0 when the branches have no deep outputs, or there
+            are no branches: the U-Net baselines). A number is used as given.
         deep_supervision_weights: weights of the outputs from full to lowest resolution
             for every head. None: :func:`nnunet_deep_supervision_weights` for the number
             of outputs the model returned (so without deep supervision the single
@@ -91,9 +100,13 @@ class MAMLLoss(nn.Module):
         lambda_intra: float = 1.0,
         deep_supervision_weights: Sequence[float] | None = None,
         segmentation_loss: nn.Module | None = None,
+        joint_weight: float | str = "reference",
     ) -> None:
         super().__init__()
         self.lambda_intra = float(lambda_intra)
+        if joint_weight != "reference" and not (isinstance(joint_weight, (int, float)) and joint_weight >= 0):
+            raise ValueError(f"joint_weight must be 'reference' or a number >= 0, not {joint_weight!r}.")
+        self.joint_weight = joint_weight
         self.deep_supervision_weights = (
             None if deep_supervision_weights is None else [float(w) for w in deep_supervision_weights]
         )
@@ -151,5 +164,14 @@ class MAMLLoss(nn.Module):
         for name, levels in self._branch_levels(outputs).items():
             terms[f"intra/{name}"] = self._head_loss(levels, target, cache)
             intra_sum = intra_sum + terms[f"intra/{name}"]
-        terms["total"] = terms["joint"] + self.lambda_intra * intra_sum
+        terms["total"] = self._joint_weight(outputs) * terms["joint"] + self.lambda_intra * intra_sum
         return terms
+
+    def _joint_weight(self, outputs: Mapping[str, Any]) -> float:
+        """``joint_weight``, or the reference's ``w_0`` for the branches' number of outputs."""
+        if self.joint_weight != "reference":
+            return float(self.joint_weight)
+        levels = self._branch_levels(outputs)
+        if not levels:
+            return 1.0
+        return self._weights_for(len(next(iter(levels.values()))))[0]

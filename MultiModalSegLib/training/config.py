@@ -84,7 +84,10 @@ class MAMLSettings:
     base_filters: int = 16  # nnU-Net base 32; MAML's reference passes base_num_features // 2 = 16 per branch
     max_filters: int = 320  # nnU-Net v1 max_num_features for 3D
     deep_supervision: bool = True  # MAML reference trains with deep supervision (nnU-Net V2 trainer)
-    lambda_intra: float = 1.0  # the paper's lambda on sum_i L_intra; the reference weights branch and joint equally
+    lambda_intra: float = 1.0  # the paper's lambda on sum_i L_intra; the reference: 1 (each branch's deep-supervised loss)
+    # weight of L_joint; None: the reference's w_0, the full-resolution deep-supervision weight of a branch
+    # (4/7 = 0.571 for the bundled 5-stage networks), so the total is the reference's, not ~3x it
+    joint_weight: float | None = None
     unlabeled_consistency_weight: float = 1.0  # ours (MAML has no unlabeled term): MSE(branch softmax, joint softmax)
     consistency_rampup_iterations: int = 6000  # ours, by analogy with DTC: 40 ramp units x 150 iterations
 

@@ -152,7 +152,11 @@ def test_maml_loss_with_deep_supervision_weights_levels_and_downsamples_targets(
     torch.testing.assert_close(terms["joint"], joint)
     for name, value in expected_intra.items():
         torch.testing.assert_close(terms[f"intra/{name}"], value)
-    torch.testing.assert_close(terms["total"], joint + 0.25 * sum(expected_intra.values()))
+    # the reference's weighting (YaoZhang93/MAML MAMLTrainerV2): the joint head counts with the
+    # branches' full-resolution weight w_0 = 1 / (1 + 1/2 + 1/4) = 4/7 for 4 outputs, worked by hand
+    torch.testing.assert_close(terms["total"], (4.0 / 7.0) * joint + 0.25 * sum(expected_intra.values()))
+    summed = MAMLLoss(lambda_intra=0.25, joint_weight=1.0)(outputs, target)
+    torch.testing.assert_close(summed["total"], joint + 0.25 * sum(expected_intra.values()))
     # the lowest level has weight 0: changing its logits changes nothing
     outputs["branches_deep"]["venous"][-1] = outputs["branches_deep"]["venous"][-1] * 0 + 7.0
     torch.testing.assert_close(MAMLLoss(lambda_intra=0.25)(outputs, target)["total"], terms["total"])
