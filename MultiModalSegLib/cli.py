@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from MultiModalSegLib import __version__
+from MultiModalSegLib.argtypes import add_postprocessing_arguments
 from MultiModalSegLib.errors import MultiModalSegError
 from MultiModalSegLib.progress import ProgressReporter
 
@@ -49,8 +50,7 @@ def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
     parser.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
-    parser.add_argument("--largest-component", action="store_true",
-                        help="keep only the largest connected component of each label")
+    add_postprocessing_arguments(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="allow writing into a non-empty output folder")
     parser.set_defaults(run=run_predict)
@@ -92,9 +92,11 @@ def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
         images[name] = read_image(path)
         reporter.progress("loading", index, len(inputs), modality=name)
     result = predict(package, images, device=args.device, overlap=args.overlap, batch_size=args.batch_size,
-                     largest_component=args.largest_component,
+                     largest_component=args.largest_component, tta=args.tta,
                      progress=lambda done, total: reporter.progress("inference", done, total))
     del images
+    for message in result.warnings:
+        reporter.emit("warning", message=message)
     reporter.progress("writing", 0, 1)
     summary = result.write(args.output, inputs={k: str(v.resolve()) for k, v in inputs.items()})
     reporter.progress("writing", 1, 1)

@@ -26,7 +26,10 @@ read from one *spec* string (what the user types after ``--data``):
     ``phantom:atrium-mr:4:1`` is seeds 100000..100003: two specs with different SEED never
     share a case while N < 100000. SEED defaults to 0 and APPEARANCE to the phantom's own
     default (e.g. ``phantom:liver-ct2:4:7:shifted``). ``?shape=24x48x48`` asks for a
-    smaller grid (array order z x y x x) so tests and demos stay fast.
+    smaller grid (array order z x y x x) so tests and demos stay fast; the field of view
+    is kept, so the same anatomy is drawn at another spacing: ``?shape=96x448x448`` is
+    the liver phantom on a clinical 2.5 x 0.8 x 0.8 mm CT grid. ``&spacing=ZxYxX`` (mm)
+    sets the voxel size too (with ``shape``, the field of view is ``shape * spacing``).
 
 Case ids are the file stems (nnU-Net, BraTS), the JSON ``id``, or ``KIND-SEED`` for
 phantoms. Images are read eagerly (the training loop converts them to arrays once).
@@ -260,10 +263,21 @@ def _parse_shape(text: str, spec: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def _parse_spacing(text: str, spec: str) -> tuple[float, float, float]:
+    try:
+        spacing = tuple(float(v) for v in text.lower().split("x"))
+    except ValueError:
+        spacing = ()
+    if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        raise MultiModalSegError(
+            f"The spacing '{text}' in '{spec}' must be three positive millimetre values ZxYxX, e.g. 2.5x0.8x0.8.")
+    return spacing  # type: ignore[return-value]
+
+
 def _load_phantoms(spec: str, modalities: Sequence[str] | None) -> list[Case]:
     body, _, query = spec[len("phantom:"):].partition("?")
     parts = body.split(":")
-    usage = "write phantom:KIND:N[:SEED][:APPEARANCE][?shape=ZxYxX], e.g. phantom:liver-ct2:4:0"
+    usage = "write phantom:KIND:N[:SEED][:APPEARANCE][?shape=ZxYxX[&spacing=ZxYxX]], e.g. phantom:liver-ct2:4:0"
     if len(parts) < 2 or len(parts) > 4 or not parts[0]:
         raise MultiModalSegError(f"Cannot read the phantom spec '{spec}'; {usage}.")
     kind = parts[0]
@@ -280,9 +294,13 @@ def _load_phantoms(spec: str, modalities: Sequence[str] | None) -> list[Case]:
     if len(parts) > 3 and parts[3]:
         options["appearance"] = parts[3]
     for key, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
-        if key != "shape":
-            raise MultiModalSegError(f"Unknown option '{key}' in '{spec}'; the only option is ?shape=ZxYxX.")
-        options["shape"] = _parse_shape(values[-1], spec)
+        if key == "shape":
+            options["shape"] = _parse_shape(values[-1], spec)
+        elif key == "spacing":
+            options["spacing"] = _parse_spacing(values[-1], spec)
+        else:
+            raise MultiModalSegError(
+                f"Unknown option '{key}' in '{spec}'; the options are ?shape=ZxYxX and &spacing=ZxYxX (mm).")
 
     from MultiModalSegLib.phantoms import PHANTOM_KINDS, make_case
 

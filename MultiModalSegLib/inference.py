@@ -4,13 +4,21 @@ The steps, each explained where it happens:
 
 1. check the inputs against the manifest (known modality names, at least one present,
    all present unless the model handles missing modalities, 3D, finite voxels);
-2. bring every modality onto the reference modality's grid (``preprocessing.align_to_reference``)
-   and normalise each as the manifest says;
-3. run the network over Gaussian-blended sliding windows (AMP on CUDA);
-4. turn the blended maps into a label map (argmax for MAML's softmax; one-vs-rest
-   sigmoid > 0.5 for DTC), optionally keep only the largest component of each label;
+2. bring every modality onto the reference modality's grid (``preprocessing.align_to_reference``),
+   normalise each as the package's data plan says (``data_plan``; CT with the training set's
+   foreground statistics) and resample the stack to the plan's target spacing
+   (``plan_space``): the network always sees voxels of the size it was trained on;
+3. run the network over Gaussian-blended sliding windows (AMP on CUDA; ``tta``: averaged over
+   mirrored copies);
+4. resample the class probabilities (and every overlay) back onto the reference grid
+   (linear), then take the label there (argmax for MAML's softmax; one-vs-rest
+   sigmoid > 0.5 for DTC), and keep the largest component of the labels the plan chose on
+   validation (or of all / none, when asked);
 5. return everything on the reference image's exact grid (origin, spacing, direction), so
-   the outputs overlay the inputs in Slicer.
+   the outputs overlay the inputs in Slicer, with the grid warnings of ``grid_checks``.
+
+A package without a plan (the v1 bundled models, a user's older version) runs on the input
+grid with per-image normalisation, as before plans existed, and says so in a warning.
 
 Besides the label map, the result carries what a clinician looks at: per-class
 probabilities, MAML's per-modality attention (mean over feature channels, in [0, 1]), DTC's
@@ -32,11 +40,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.postprocessing import keep_largest_component
+
+__all__ = ["PredictionResult", "keep_largest_component", "predict", "probabilities_to_labels"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import SimpleITK as sitk
     import torch
 
+    from MultiModalSegLib.data_plan import DataPlan
+    from MultiModalSegLib.plan_space import Grid
     from MultiModalSegLib.weights import ModelPackage
 
 ProgressCallback = Callable[[int, int], None]
@@ -81,6 +94,9 @@ class PredictionResult:
     model: dict[str, Any]
     alignment: list[dict[str, Any]] = field(default_factory=list)
     timing: dict[str, Any] = field(default_factory=dict)
+    grids: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    postprocessing: dict[str, Any] = field(default_factory=dict)
 
     def to_image(self, array: np.ndarray, pixel_type: str = "float32") -> sitk.Image:
         """An output array as a SimpleITK image with the reference's exact geometry."""
@@ -123,6 +139,9 @@ class PredictionResult:
             "labels": self.labels,
             "outputs": outputs,
             "alignment": self.alignment,
+            "grids": self.grids,
+            "postprocessing": self.postprocessing,
+            "warnings": self.warnings,
             "files": files + ["result.json"],
             "timing": self.timing,
         }
@@ -156,6 +175,7 @@ def _check_inputs(package: ModelPackage, images: dict[str, sitk.Image]) -> list[
 
 
 def _normalisation_for(package: ModelPackage, modality: str) -> tuple[str, dict[str, Any] | None]:
+    """Scheme and settings of a package without a plan (its manifest's ``preprocessing``)."""
     entry = next(m for m in package.manifest["modalities"] if m["name"] == modality)
     scheme = entry.get("normalization", "none")
     per_modality = package.manifest.get("preprocessing", {}).get("normalization", {})
@@ -165,32 +185,89 @@ def _normalisation_for(package: ModelPackage, modality: str) -> tuple[str, dict[
     return scheme, settings
 
 
-def prepare_input_volume(package: ModelPackage, images: dict[str, sitk.Image], available: list[str]
-                         ) -> tuple[np.ndarray, sitk.Image, str, list[dict[str, Any]]]:
-    """Align and normalise the available modalities into ``[M, z, y, x]`` float32.
+@dataclass
+class PreparedInput:
+    """A case ready for the network: the normalised stack on the plan's grid, and the way back.
 
-    Absent modalities get zeros in their channel (the network skips their branch).
-    Returns the stack, the reference image, its modality name and the alignment report.
+    ``volume`` is ``[M, z, y, x]`` float32 on ``network_grid`` (one channel per modality of the
+    package, zeros for an absent one); ``reference_grid`` is the reference image's grid, where
+    every output returns.
+    """
+
+    volume: np.ndarray
+    reference: sitk.Image
+    reference_name: str
+    alignment: list[dict[str, Any]]
+    reference_grid: Grid
+    network_grid: Grid
+    plan: DataPlan | None
+    warnings: list[str]
+
+
+def prepare_input_volume(package: ModelPackage, images: dict[str, sitk.Image], available: list[str]
+                         ) -> PreparedInput:
+    """Align, normalise and resample the available modalities into the plan's space.
+
+    Each modality is aligned to the reference grid, normalised (the plan's scheme and training-set
+    statistics; without a plan, the manifest's per-image settings) and moved to the plan's target
+    spacing one at a time, so a large CT never holds more than one full-size float32 copy beside
+    its inputs. Absent modalities get zeros in their channel (the network skips their branch).
     """
     import SimpleITK as sitk
 
+    from MultiModalSegLib.data_plan import DataPlan
+    from MultiModalSegLib.grid_checks import input_grid_warnings
+    from MultiModalSegLib.plan_space import Grid, image_to_grid, network_grid
     from MultiModalSegLib.preprocessing import align_to_reference, normalize_intensity
 
+    plan = DataPlan.from_manifest(package.manifest)
     reference_name = package.reference_modality
     if reference_name not in available:
         reference_name = available[0]
-    aligned, _, report = align_to_reference({k: images[k] for k in available}, reference_name)
+    present = {k: images[k] for k in available}
+    aligned, _, report = align_to_reference(present, reference_name)
     reference = images[reference_name]
-    shape = tuple(reversed(reference.GetSize()))
-    volume = np.zeros((len(package.modalities),) + shape, dtype=np.float32)
+    reference_grid = Grid.of(reference)
+    target_grid = network_grid(reference_grid, plan.target_spacing_xyz) if plan is not None else reference_grid
+    volume = np.zeros((len(package.modalities),) + target_grid.shape, dtype=np.float32)
     for index, name in enumerate(package.modalities):
         if name not in aligned:
             continue
-        scheme, settings = _normalisation_for(package, name)
-        array = sitk.GetArrayViewFromImage(aligned[name])
-        volume[index] = normalize_intensity(array, scheme, settings)
+        if plan is not None:
+            scheme, settings = plan.scheme(name), plan.settings(name)
+        else:
+            scheme, settings = _normalisation_for(package, name)
+        normalised = normalize_intensity(sitk.GetArrayViewFromImage(aligned[name]), scheme, settings)
         del aligned[name]
-    return volume, reference, reference_name, report
+        volume[index] = image_to_grid(normalised, reference_grid, target_grid)
+        del normalised
+    warnings = input_grid_warnings(present, reference_name, plan, target_grid.shape, package.patch_size,
+                                   f"'{package.id}' v{package.version}")
+    return PreparedInput(volume=volume, reference=reference, reference_name=reference_name, alignment=report,
+                         reference_grid=reference_grid, network_grid=target_grid, plan=plan, warnings=warnings)
+
+
+def mirrored(forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], axes: tuple[int, ...]
+             ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    """Test-time mirroring: ``forward`` averaged over every combination of flips along ``axes`` (0 z, 1 y, 2 x).
+
+    Each output is flipped back before averaging, so 3 axes cost 8 forward passes (nnU-Net's TTA).
+    """
+    import itertools
+
+    combinations = [combo for count in range(len(axes) + 1) for combo in itertools.combinations(axes, count)]
+
+    def averaged(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        total: dict[str, torch.Tensor] = {}
+        for combo in combinations:
+            dims = [axis + 2 for axis in combo]
+            out = forward(batch.flip(dims) if dims else batch)
+            for name, tensor in out.items():
+                tensor = tensor.flip(dims) if dims else tensor
+                total[name] = total[name] + tensor if name in total else tensor.clone()
+        return {name: tensor / len(combinations) for name, tensor in total.items()}
+
+    return averaged
 
 
 def _forward_function(network: torch.nn.Module, package: ModelPackage, available: list[str], device: str
@@ -263,32 +340,31 @@ def probabilities_to_labels(probabilities: np.ndarray, method: str) -> np.ndarra
 
     MAML and the U-Net baselines: argmax over ``[K, ...]`` softmax channels (0 = background).
     DTC: one sigmoid channel per foreground class; a voxel is foreground where its best class
-    exceeds 0.5.
+    exceeds 0.5. Runs class by class (ties go to the lower class, as ``np.argmax``) so a
+    full-size CT needs one extra channel of memory, not an int64 index volume.
     """
     from MultiModalSegLib.weights import SOFTMAX_METHODS
 
+    best = np.array(probabilities[0], dtype=np.float32)
+    labels = np.zeros(best.shape, dtype=np.uint8)
+    for index in range(1, probabilities.shape[0]):
+        channel = probabilities[index]
+        wins = channel > best
+        labels[wins] = index
+        np.copyto(best, channel, where=wins)
     if method in SOFTMAX_METHODS:
-        return np.argmax(probabilities, axis=0).astype(np.uint8)
-    best = np.argmax(probabilities, axis=0)
-    best_probability = np.take_along_axis(probabilities, best[None], axis=0)[0]
-    return np.where(best_probability > 0.5, best + 1, 0).astype(np.uint8)
+        return labels
+    return np.where(best > 0.5, labels + 1, 0).astype(np.uint8)
 
 
-def keep_largest_component(class_indices: np.ndarray, num_foreground: int) -> np.ndarray:
-    """Keep, for each foreground class, only its largest 26-connected component."""
-    from scipy import ndimage
-
-    result = class_indices.copy()
-    structure = np.ones((3, 3, 3), dtype=bool)
-    for cls in range(1, num_foreground + 1):
-        mask = class_indices == cls
-        components, count = ndimage.label(mask, structure=structure)
-        if count <= 1:
-            continue
-        sizes = np.bincount(components.ravel())
-        sizes[0] = 0
-        result[mask & (components != int(np.argmax(sizes)))] = 0
-    return result
+def largest_component_classes(package: ModelPackage, plan: DataPlan | None, largest_component: bool | None
+                              ) -> list[int]:
+    """Class indices to reduce to their largest component: the plan's choice, all (True) or none (False)."""
+    names = [label["name"] for label in package.labels]
+    if largest_component is None:
+        chosen = set(plan.largest_component_labels) if plan is not None else set()
+        return [index for index, name in enumerate(names, start=1) if name in chosen]
+    return list(range(1, len(names) + 1)) if largest_component else []
 
 
 def predict(
@@ -297,9 +373,10 @@ def predict(
     device: str = "auto",
     overlap: float = 0.5,
     batch_size: int = 2,
-    largest_component: bool = False,
+    largest_component: bool | None = None,
     progress: ProgressCallback | None = None,
     network: torch.nn.Module | None = None,
+    tta: bool = False,
 ) -> PredictionResult:
     """Segment one case.
 
@@ -311,16 +388,21 @@ def predict(
         overlap: sliding-window overlap fraction (nnU-Net: 0.5).
         batch_size: windows per forward pass (2: on CPU PyTorch's fast oneDNN convolution
             needs a batch > 1, see ``sliding_window_predict``).
-        largest_component: keep only the largest connected component of each label.
+        largest_component: None (default): keep the largest connected component of the labels
+            the package's plan chose on validation; True: of every label; False: of none.
         progress: called with ``(windows_done, windows_total)``.
         network: an already built network for this package (skips loading; used by
             training's validation and by benchmarks).
+        tta: test-time mirroring (the average over flips along the axes the model was trained
+            to be mirror-invariant to: 4-8 forward passes per window).
 
     Returns:
         A :class:`PredictionResult` on the reference image's grid.
     """
     import torch
 
+    from MultiModalSegLib.plan_space import channels_to_grid
+    from MultiModalSegLib.postprocessing import keep_largest_component
     from MultiModalSegLib.sliding_window import sliding_window_predict
     from MultiModalSegLib.weights import SOFTMAX_METHODS, ModelPackage, load_model_package
 
@@ -328,24 +410,32 @@ def predict(
     package = model_package if isinstance(model_package, ModelPackage) else load_model_package(model_package)
     available = _check_inputs(package, images)
     device = resolve_device(device)
-    volume, reference, reference_name, report = prepare_input_volume(package, images, available)
+    prepared = prepare_input_volume(package, images, available)
     if network is None:
         network = package.build_network(device)
     network.eval()
-    prepared = time.perf_counter()
+    ready = time.perf_counter()
+    forward = _forward_function(network, package, available, device)
+    mirror_axes = tta_mirror_axes(package, prepared.plan) if tta else ()
+    if mirror_axes:
+        forward = mirrored(forward, mirror_axes)
     outputs, stats = sliding_window_predict(
-        volume, _forward_function(network, package, available, device), package.patch_size,
+        prepared.volume, forward, package.patch_size,
         overlap=overlap, batch_size=batch_size, device=device, progress=progress)
-    del volume
+    prepared.volume = np.zeros((0,), dtype=np.float32)  # free the input stack before the outputs grow
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     inferred = time.perf_counter()
 
+    # every map back onto the reference grid (linear), then the label there, as nnU-Net does
+    outputs = {name: channels_to_grid(maps, prepared.network_grid, prepared.reference_grid)
+               for name, maps in outputs.items()}
     labels = package.labels
     probabilities = outputs["probabilities"]
     class_indices = probabilities_to_labels(probabilities, package.method)
-    if largest_component:
-        class_indices = keep_largest_component(class_indices, len(labels))
+    cleaned = largest_component_classes(package, prepared.plan, largest_component)
+    if cleaned:
+        class_indices = keep_largest_component(class_indices, cleaned)
     values = np.array([0] + [int(label["value"]) for label in labels], dtype=np.uint8)
     labelmap = values[class_indices]
     offset = 1 if package.method in SOFTMAX_METHODS else 0
@@ -354,9 +444,10 @@ def predict(
     level_set = ({label["name"]: outputs["level_set"][i] for i, label in enumerate(labels)}
                  if "level_set" in outputs else {})
     finished = time.perf_counter()
+    resampled = prepared.network_grid != prepared.reference_grid
     return PredictionResult(
-        reference=reference,
-        reference_modality=reference_name,
+        reference=prepared.reference,
+        reference_modality=prepared.reference_name,
         available=available,
         labelmap=labelmap,
         probabilities=probability_maps,
@@ -366,8 +457,27 @@ def predict(
         labels=labels,
         model={"id": package.id, "version": package.version, "method": package.method,
                "folder": str(package.folder)},
-        alignment=report,
+        alignment=prepared.alignment,
         timing={"device": device, "windows": stats.windows, "forward_batches": stats.batches,
-                "preprocessing_s": round(prepared - started, 3), "inference_s": round(inferred - prepared, 3),
+                "tta_passes": 2 ** len(mirror_axes),
+                "preprocessing_s": round(ready - started, 3), "inference_s": round(inferred - ready, 3),
                 "postprocessing_s": round(finished - inferred, 3), "total_s": round(finished - started, 3)},
+        grids={"reference": prepared.reference_grid.to_dict(), "network": prepared.network_grid.to_dict(),
+               "resampled": resampled, "plan": prepared.plan is not None},
+        warnings=list(prepared.warnings),
+        postprocessing={"largest_component": [labels[i - 1]["name"] for i in cleaned],
+                        "source": "plan" if largest_component is None else "requested"},
     )
+
+
+def tta_mirror_axes(package: ModelPackage, plan: DataPlan | None) -> tuple[int, ...]:
+    """Axes (0 z, 1 y, 2 x) a model may be mirrored along at test time: the ones its training mirrored.
+
+    The plan records them (``mirror_axes``); without it: every axis for MAML and the U-Nets
+    (nnU-Net's training mirrors all three), the in-plane axes for DTC (its RandomRotFlip flips y or x).
+    """
+    if plan is not None and plan.mirror_axes is not None:
+        return tuple(plan.mirror_axes)
+    from MultiModalSegLib.weights import SOFTMAX_METHODS
+
+    return (0, 1, 2) if package.method in SOFTMAX_METHODS else (1, 2)

@@ -21,10 +21,21 @@ What the two references do, and what the defaults reproduce:
   rotation, zoom, gamma and noise (``rotation_degrees``, ``scale_range``, ``gamma_range``,
   ``noise_std``) exist for tiny data sets, e.g. the one-volume ``maml-brain-tissue-mr3``.
 
-nnU-Net decides foreground forcing per batch slot (the last ``round(B * 0.33)`` of a batch),
-which gives 0 % or 50 % instead of 33 % for batches of 1 or 2 patches; here each labeled
-patch is forced with probability ``foreground_fraction`` (nnU-Net v2's
-``probabilistic_oversampling``), which is right on average for any batch size.
+Foreground forcing (``foreground_rule``): ``"per_batch"`` is nnU-Net's rule: labeled slot
+``i`` of a batch of ``B_l`` labeled patches is forced when ``i >= round(B_l * (1 - f))``, so a
+batch of 2 at ``f = 0.33`` always holds one foreground-centred patch (50 %), which is what the
+MAML reference trains with. A single labeled patch per batch cannot follow that rule (it would
+never be forced at f < 0.5), so it is forced with probability ``f`` (nnU-Net v2's
+``probabilistic_oversampling``), the ``"probabilistic"`` rule for every batch size.
+
+Which foreground class a forced patch is centred on (``class_choice``): nnU-Net draws
+uniformly among the classes present in the case (``"uniform"``). With a large and a small
+class (liver and tumour, edema and necrotic core) the small one then gets a quarter of the
+patches at best. ``"rare"`` (the bundled recipes' default) draws a present class ``c`` with
+probability proportional to ``1 / sqrt(f_c)``, ``f_c`` its share of the training set's
+foreground voxels, so the rarest class gets the largest share without starving the others
+(patches centred on a small lesion still contain the organ around it). The measured effect
+is in docs/benchmarks.md (``python bench/bench_sampling.py``).
 
 Randomness: every draw takes a ``numpy.random.Generator``. The batch loader seeds one
 generator per (rank, worker) from ``numpy.random.SeedSequence([seed, rank, worker_id])``,
@@ -46,7 +57,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from MultiModalSegLib.datasets import Case
 from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.data_plan import DataPlan
 from MultiModalSegLib.levelset import signed_distance_map
+from MultiModalSegLib.plan_space import Grid, image_to_grid, label_to_grid, network_grid
 from MultiModalSegLib.preprocessing import NormalizationSettings, align_to_reference, normalize_intensity
 
 __all__ = [
@@ -61,6 +74,8 @@ __all__ = [
 ]
 
 Shape3 = tuple[int, int, int]
+FOREGROUND_RULES = ("per_batch", "probabilistic")
+CLASS_CHOICES = ("rare", "uniform")
 
 
 # --------------------------------------------------------------------------- prepared cases
@@ -96,14 +111,18 @@ class PreparedCase:
 
 def prepare_case(case: Case, modalities: Sequence[str], normalization: Mapping[str, str],
                  settings: NormalizationSettings | dict[str, Any] | None = None, reference: str | None = None,
-                 minimum_shape: Sequence[int] | None = None) -> PreparedCase:
+                 minimum_shape: Sequence[int] | None = None, plan: DataPlan | None = None) -> PreparedCase:
     """Align, normalise and stack one case's modalities (and its label) for training.
 
     Every modality is resampled onto the grid of ``reference`` with
     :func:`~MultiModalSegLib.preprocessing.align_to_reference` (images already on it pass
     through untouched), then normalised with
     :func:`~MultiModalSegLib.preprocessing.normalize_intensity` by its scheme, as inference
-    does. The label keeps its values. When ``minimum_shape`` is given and the volume is
+    does. With a ``plan`` (:class:`~MultiModalSegLib.data_plan.DataPlan`) its per-modality
+    normalisation replaces ``normalization`` and ``settings``, and the stack and the label are
+    then moved to the plan's target spacing (:mod:`MultiModalSegLib.plan_space`: linear for
+    images, one-hot linear for the label), exactly as ``predict`` moves its inputs. The label
+    keeps its values. When ``minimum_shape`` is given and the volume is
     smaller along an axis, it is padded evenly on both sides (images with 0 after
     normalisation, the label with background 0), like DTC's ``RandomCrop``.
 
@@ -128,6 +147,8 @@ def prepare_case(case: Case, modalities: Sequence[str], normalization: Mapping[s
         raise MultiModalSegError(
             f"Case '{case.case_id}' ({case.source}) has no {', '.join(missing)} image; the model needs "
             f"{', '.join(modalities)}.")
+    if plan is not None:
+        normalization = {name: plan.scheme(name) for name in modalities}
     unnamed = [name for name in modalities if name not in normalization]
     if unnamed:
         raise MultiModalSegError(
@@ -135,8 +156,13 @@ def prepare_case(case: Case, modalities: Sequence[str], normalization: Mapping[s
             "modality.")
     aligned, label_image, _ = align_to_reference({name: case.images[name] for name in modalities}, reference,
                                                  label=case.label)
-    channels = [normalize_intensity(sitk.GetArrayViewFromImage(aligned[name]), normalization[name], settings)
+    channels = [normalize_intensity(sitk.GetArrayViewFromImage(aligned[name]), normalization[name],
+                                    plan.settings(name) if plan is not None else settings)
                 for name in modalities]
+    source_grid = target_grid = Grid.of(aligned[reference])
+    if plan is not None:
+        target_grid = network_grid(source_grid, plan.target_spacing_xyz)
+        channels = [image_to_grid(channel, source_grid, target_grid) for channel in channels]
     image = np.stack(channels).astype(np.float32, copy=False)
     label = None
     if label_image is not None:
@@ -147,8 +173,9 @@ def prepare_case(case: Case, modalities: Sequence[str], normalization: Mapping[s
                 f"{np.iinfo(np.int16).max}; relabel it with small whole numbers.")
         label = np.rint(values).astype(np.int16) if np.issubdtype(values.dtype, np.floating) \
             else values.astype(np.int16)
+        label = label_to_grid(label, source_grid, target_grid)
     prepared = PreparedCase(case_id=case.case_id, image=image, label=label,
-                            spacing=tuple(float(s) for s in reversed(aligned[reference].GetSpacing())),  # type: ignore[arg-type]
+                            spacing=tuple(float(s) for s in reversed(target_grid.spacing)),  # type: ignore[arg-type]
                             modalities=tuple(modalities), source=case.source)
     return pad_to_shape(prepared, minimum_shape) if minimum_shape is not None else prepared
 
@@ -182,6 +209,8 @@ class PatchSamplingConfig:
 
     patch_size: Shape3 = (80, 112, 112)  # (z, y, x); DTC LA: 112x112x80 in (x, y, z); MAML: nnU-Net plans
     foreground_fraction: float = 0.0  # DTC: RandomCrop, no forcing (0.0); nnU-Net/MAML: 0.33
+    foreground_rule: str = "per_batch"  # nnU-Net's per-slot rule; "probabilistic": each patch with p = fraction
+    class_choice: str = "rare"  # forced patch's class: "rare" (p ~ 1/sqrt(share)); nnU-Net: "uniform"
     rot_flip: bool = True  # DTC RandomRotFlip: rot90 k in 0..3 in the axial (y, x) plane + flip y or x; needs y == x
     mirror_axes: tuple[int, ...] = ()  # nnU-Net/MAML: (0, 1, 2), each flipped with probability 0.5; DTC: none
     intensity_scale: float = 0.0  # each channel x U(1 - s, 1 + s); DTC: none; nnU-Net: brightness 0.75..1.25 at p 0.15
@@ -216,6 +245,12 @@ class PatchSamplingConfig:
         if not 0.0 <= self.foreground_fraction <= 1.0:
             raise MultiModalSegError(
                 f"The foreground fraction {self.foreground_fraction} must lie between 0 and 1.")
+        if self.foreground_rule not in FOREGROUND_RULES:
+            raise MultiModalSegError(
+                f"Unknown foreground rule '{self.foreground_rule}'; use one of {', '.join(FOREGROUND_RULES)}.")
+        if self.class_choice not in CLASS_CHOICES:
+            raise MultiModalSegError(
+                f"Unknown class choice '{self.class_choice}'; use one of {', '.join(CLASS_CHOICES)}.")
         if self.rot_flip and self.patch_size[1] != self.patch_size[2]:
             raise MultiModalSegError(
                 f"Rotating patches by 90 degrees in the axial plane needs equal y and x patch sizes, not "
@@ -332,6 +367,13 @@ class PatchSampler:
                     voxels = voxels[np.sort(chosen)]
                 per_class.append(voxels)
             self.foreground_locations.append(per_class)
+        counts = np.zeros(self.num_classes, dtype=np.float64)
+        for indices in self.class_indices:
+            if indices is not None:
+                counts += np.bincount(indices.ravel(), minlength=self.num_classes)[: self.num_classes]
+        foreground = counts[1:].sum()
+        #: each foreground class's share of the training set's foreground voxels (index 0: class 1)
+        self.class_shares = counts[1:] / foreground if foreground > 0 else np.zeros(self.num_classes - 1)
 
     @property
     def num_classes(self) -> int:
@@ -345,6 +387,29 @@ class PatchSampler:
     @property
     def unlabeled_indices(self) -> list[int]:
         return [i for i, case in enumerate(self.cases) if not case.is_labeled]
+
+    def class_probabilities(self, present: Sequence[int]) -> np.ndarray:
+        """Probability of centring a forced patch on each of the ``present`` classes (0-based foreground index)."""
+        if self.config.class_choice == "uniform":
+            return np.full(len(present), 1.0 / len(present))
+        shares = np.asarray([max(float(self.class_shares[c]), 1e-6) for c in present])
+        weights = 1.0 / np.sqrt(shares)
+        return weights / weights.sum()
+
+    def _choose_class(self, present: list[int], rng: np.random.Generator) -> int:
+        if len(present) == 1:
+            return present[0]
+        if self.config.class_choice == "uniform":  # nnU-Net's draw, kept bit-identical
+            return present[int(rng.integers(len(present)))]
+        return present[int(rng.choice(len(present), p=self.class_probabilities(present)))]
+
+    def forced_slots(self, labeled_batch_size: int, rng: np.random.Generator) -> list[bool]:
+        """Which labeled slots of one batch are centred on foreground (see the module docstring)."""
+        fraction = self.config.foreground_fraction
+        if self.config.foreground_rule == "per_batch" and labeled_batch_size >= 2:
+            first_forced = round(labeled_batch_size * (1.0 - fraction))
+            return [slot >= first_forced for slot in range(labeled_batch_size)]
+        return [bool(rng.random() < fraction) for _ in range(labeled_batch_size)]
 
     def sample(self, rng: np.random.Generator | None = None, force_foreground: bool | None = None
                ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -374,9 +439,9 @@ class PatchSampler:
         patch = config.patch_size
         if force_foreground is None:
             force_foreground = bool(rng.random() < config.foreground_fraction) if indices is not None else False
-        eligible = [voxels for voxels in self.foreground_locations[case_index] if len(voxels)]
+        eligible = [c for c, voxels in enumerate(self.foreground_locations[case_index]) if len(voxels)]
         if force_foreground and eligible:
-            voxels = eligible[int(rng.integers(len(eligible)))]
+            voxels = self.foreground_locations[case_index][self._choose_class(eligible, rng)]
             start = _start_around(voxels[int(rng.integers(len(voxels)))], case.shape, patch)
         else:
             start = _random_start(rng, case.shape, patch)
@@ -502,10 +567,12 @@ class _TwoStreamBatches(IterableDataset):
     def make_batch(self, rng: np.random.Generator, sdf_threads: int | None = None) -> dict[str, Any]:
         """Labeled patches first, then unlabeled ones, as DTC's TwoStreamBatchSampler orders them."""
         images, labels, case_ids = [], [], []
+        forced = self.sampler.forced_slots(self.labeled_batch_size, rng)
         for slot in range(self.batch_size):
             pool = self.labeled if slot < self.labeled_batch_size else self.unlabeled
             case_index = pool[int(rng.integers(len(pool)))]
-            image, label = self.sampler.sample_case(case_index, rng)
+            image, label = self.sampler.sample_case(case_index, rng,
+                                                    forced[slot] if slot < self.labeled_batch_size else False)
             images.append(image)
             case_ids.append(self.sampler.cases[case_index].case_id)
             if slot < self.labeled_batch_size:

@@ -339,3 +339,20 @@ def save_model_package(network: torch.nn.Module, manifest: dict[str, Any], folde
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return open_model_package(folder)
+
+
+def update_manifest(folder: str | os.PathLike[str], change: Any) -> dict[str, Any]:
+    """Rewrite a package's manifest with ``change(manifest)`` applied in place; the weights stay as they are.
+
+    For facts decided after the weights were saved (the post-processing chosen on validation).
+    The new manifest is checked and replaces the old one atomically. Bundled packages are refused
+    like in :func:`save_model_package`.
+    """
+    folder = Path(folder)
+    if _is_inside(folder, bundled_models_dir()) and os.environ.get("MMSEG_ALLOW_BUNDLED_WRITE") != "1":
+        raise MultiModalSegError(
+            f"{folder} is a bundled model package and is read-only; change a copy in the user model store.")
+    manifest = _read_manifest(folder)
+    change(manifest)
+    atomic_write_json(folder / MANIFEST_NAME, manifest)
+    return _read_manifest(folder)

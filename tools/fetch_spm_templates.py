@@ -31,7 +31,8 @@ taken from the nilearn wheel, ``pip download --no-deps nilearn``): T1 only, grey
 matter probability maps, no CSF map. It is resampled (linear) from its 1 mm grid onto the SPM
 grid (both are MNI space) and labelled ``argmax(1 - gm - wm, gm, wm)`` (values 0, 1, 2: no
 CSF label exists, so only grey and white matter are scored). Written to
-``icbm152_2009a/`` and ``check.json``. Never train or tune on it.
+``icbm152_2009a/`` and ``check.json``; the same case on its native 1 mm grid (labelled there
+the same way, what a user would load) goes to ``check_native.json``. Never train or tune on it.
 
 Usage::
 
@@ -202,6 +203,19 @@ def write_check_case(wheel: Path, output: Path, reference_path: Path) -> dict[st
     label_image.CopyInformation(reference)
     sitk.WriteImage(resampled["t1"], str(folder / "icbm152_2009a_t1.nii.gz"), useCompression=True)
     sitk.WriteImage(label_image, str(folder / "icbm152_2009a_label.nii.gz"), useCompression=True)
+    # the same template at its native 1 mm grid, as a user would load it: the model's data plan resamples it
+    native = {key: sitk.Cast(_image_from_bytes(data, ".nii.gz"), sitk.sitkFloat32) for key, data in files.items()}
+    native_gm = sitk.GetArrayFromImage(native["gm"]) / 255.0
+    native_wm = sitk.GetArrayFromImage(native["wm"]) / 255.0
+    native_label = np.argmax(np.stack([np.clip(1.0 - native_gm - native_wm, 0.0, None), native_gm, native_wm]),
+                             axis=0).astype(np.uint8)
+    native_label_image = sitk.GetImageFromArray(native_label)
+    native_label_image.CopyInformation(native["t1"])
+    sitk.WriteImage(native["t1"], str(folder / "icbm152_2009a_native_t1.nii.gz"), useCompression=True)
+    sitk.WriteImage(native_label_image, str(folder / "icbm152_2009a_native_label.nii.gz"), useCompression=True)
+    (output / "check_native.json").write_text(json.dumps({"cases": [{
+        "id": "icbm152_2009a_1mm", "images": {"t1": "icbm152_2009a/icbm152_2009a_native_t1.nii.gz"},
+        "label": "icbm152_2009a/icbm152_2009a_native_label.nii.gz"}]}, indent=2) + "\n")
     counts = {name: int((label == value).sum()) for value, name in enumerate(("background", "grey", "white"))}
     print(f"check label voxels: {counts}", flush=True)
     (output / "check.json").write_text(json.dumps({"cases": [{

@@ -48,15 +48,38 @@ ANATOMICAL_STRUCTURE = _concept("SCT", "123037004", "Anatomical Structure")
 ALTERED_STRUCTURE = _concept("SCT", "49755003", "Morphologically Altered Structure")
 BRAIN = _concept("SCT", "12738006", "Brain")
 
+# nnU-Net's data augmentation, as far as the patch sampler has it (MultiModalSegLib.sampling): a fifth of the
+# patches rotated (+-15 deg about each axis, in mm) and zoomed (0.85-1.15), gamma 1/1.3-1.3, channel brightness
+# +-10 %, Gaussian noise sigma up to 0.05 (normalised units), plus each recipe's mirroring. nnU-Net rotates up
+# to 30 deg and zooms 0.7-1.4 at p 0.2; the smaller ranges suit the phantoms' fixed anatomy and short CPU runs.
+BUNDLED_AUGMENTATION: dict[str, Any] = {"rotation_degrees": 15.0, "scale_range": 0.15, "spatial_probability": 0.2,
+                                        "gamma_range": 0.3, "intensity_scale": 0.1, "noise_std": 0.05}
+#: the version the retrained packages get (v1: trained without a data plan)
+BUNDLED_VERSION = 2
+
 MODELS: dict[str, dict[str, Any]] = {
     "maml-liver-ct2": {
-        "method": "maml", "data": "phantom:liver-ct2:40:1", "patch": (32, 64, 64), "batch": 2,
+        "method": "maml", "data": "phantom:liver-ct2:56:1", "patch": (32, 64, 64), "batch": 2, "validation_cases": 8,
         "architecture": bundled_configs.liver_maml_architecture()["config"],
         "title": "MAML liver and tumour, arterial + venous CT (phantom-trained)",
         "patterns": {"arterial": ["*art*", "*arterial*", "*phase1*"], "venous": ["*ven*", "*portal*", "*pv*", "*phase2*"]},
     },
+    "dtc-atrium-mr": {
+        # DTC's LA setting: 16 labeled + 64 unlabeled cases (20 %), batch 2 labeled + 2 unlabeled as the reference;
+        # 8 more labeled cases validate (post-processing is chosen on them). The reference's LA volumes are cropped
+        # around the atrium, so its random crops always hold it; the phantoms are not, so half the labeled
+        # patches are centred on the atrium (nnU-Net's per-batch rule) instead.
+        "method": "dtc", "data": "phantom:atrium-mr:88:1", "patch": (48, 64, 64), "batch": 4, "labeled_batch": 2,
+        "labeled_cases": 16, "validation_cases": 8, "foreground_fraction": 0.5,
+        "architecture": {"in_channels": 1, "num_classes": 1, "base_filters": 8},
+        "title": "DTC left atrium, one MR (phantom-trained, 16 labeled + 64 unlabeled)",
+        "patterns": {"mri": ["*lgemri*", "*lge*", "*atri*", "*cardiac*", "*heart*", "*mri*", "*mr*"]},
+        "labels": {1: {"name": "left_atrium", "color": [0.8471, 0.3961, 0.3098],
+                       "terminology": {"category": ANATOMICAL_STRUCTURE,
+                                       "type": _concept("SCT", "82471001", "Left atrium")}}},
+    },
     "maml-brain-mr4": {
-        "method": "maml", "data": "phantom:brain-mr4:30:1", "patch": (48, 48, 48), "batch": 2,
+        "method": "maml", "data": "phantom:brain-mr4:40:1", "patch": (48, 48, 48), "batch": 2, "validation_cases": 8,
         "architecture": bundled_configs.brain_tumor_maml_architecture()["config"],
         "title": "MAML brain tumour (BraTS labels), T1 + T1ce + T2 + FLAIR MR (phantom-trained)",
         # The panel gives a volume to the modality with the most specific matching pattern:
@@ -137,6 +160,7 @@ def install(work: Path, model_id: str, spec: dict[str, Any]) -> Path:
         shutil.rmtree(staging)
     shutil.copytree(source, staging)
     manifest = finish_manifest(json.loads((staging / "manifest.json").read_text()), spec)
+    manifest["version"] = BUNDLED_VERSION
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if card is not None:
         (staging / "MODEL_CARD.md").write_text(card)
@@ -181,20 +205,27 @@ def main() -> int:
     from MultiModalSegLib.training.config import TrainingConfig
     from MultiModalSegLib.training.train import train
 
-    architecture = {k: v for k, v in spec["architecture"].items() if k not in ("modalities", "num_classes")}
+    architecture = {k: v for k, v in spec["architecture"].items()
+                    if k not in ("modalities", "num_classes", "in_channels")}
     overrides: dict[str, Any] = {}
     if "validation_cases" in spec:
         overrides["validation_cases"] = spec["validation_cases"]
-    if "foreground_fraction" in spec:
-        overrides["foreground_fraction"] = spec["foreground_fraction"]
-    if spec.get("augmentation"):
-        overrides["augmentation"] = dict(spec["augmentation"])
+    for key, field_name in (("foreground_fraction", "foreground_fraction"), ("labeled_cases", "labeled_cases"),
+                            ("labeled_batch", "labeled_batch_size")):
+        if key in spec:
+            overrides[field_name] = spec[key]
+    overrides["augmentation"] = dict(spec.get("augmentation") or BUNDLED_AUGMENTATION)
     config = TrainingConfig.for_method(
         spec["method"], iterations=args.iterations, patch_size=spec["patch"], batch_size=spec["batch"],
         validate_every=args.validate_every, checkpoint_every=args.validate_every, seed=args.seed,
         architecture_overrides=architecture, device="cpu", **overrides)
     command = "python tools/train_bundled.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    outcome = train(config, data, args.work, modalities=list(spec["architecture"]["modalities"]),
+    if spec["method"] == "dtc":  # the reference's step and ramp-up, scaled to the run (6000 iterations there)
+        config.optimizer.step_every = max(1, round(args.iterations * 2500 / 6000))
+        config.dtc.consistency_rampup_iterations = float(args.iterations)
+        config.dtc.consistency_rampup_step = max(1, args.iterations // 40)
+    modalities = spec["architecture"].get("modalities") or list(spec["patterns"])
+    outcome = train(config, data, args.work, modalities=list(modalities),
                     resume=args.resume, resume_iterations=args.resume_iterations if args.resume else None,
                     overwrite=not args.resume, model_id=args.model_id, title=spec["title"],
                     reporter=ProgressReporter(), command=command)

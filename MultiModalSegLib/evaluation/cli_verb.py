@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from MultiModalSegLib.argtypes import positive_int
+from MultiModalSegLib.argtypes import add_postprocessing_arguments, positive_int
 from MultiModalSegLib.errors import MultiModalSegError
 
 EXIT_OK = 0
@@ -37,8 +37,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
     parser.add_argument("--batch-size", type=positive_int, default=1, help="windows per forward pass (default 1)")
-    parser.add_argument("--largest-component", action="store_true",
-                        help="keep only the largest connected component of each label before scoring")
+    add_postprocessing_arguments(parser)
     parser.add_argument("--bootstrap", type=positive_int, default=1000,
                         help="bootstrap resamples for the 95 %% CI of each mean (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
@@ -97,7 +96,8 @@ def run_evaluate(args: argparse.Namespace, reporter: Any) -> int:
         reporter.progress("evaluation", done, total, **fields)
 
     result = evaluate_model(package, cases, missing=left_out, device=args.device, overlap=args.overlap,
-                            batch_size=args.batch_size, largest_component=args.largest_component, regions=regions,
+                            batch_size=args.batch_size, largest_component=args.largest_component, tta=args.tta,
+                            regions=regions,
                             bootstrap=args.bootstrap, seed=args.seed, progress=case_done,
                             predictions_folder=(args.output / "predictions") if args.save_predictions else None,
                             data=str(args.data))

@@ -298,7 +298,7 @@ def evaluate_model(
     device: str = "cpu",
     overlap: float = 0.5,
     batch_size: int = 1,
-    largest_component: bool = False,
+    largest_component: bool | None = None,
     regions: Iterable[Mapping[str, Any] | Region] = (),
     bootstrap: int = 1000,
     seed: int = 0,
@@ -307,6 +307,7 @@ def evaluate_model(
     progress: CaseProgress | None = None,
     predictions_folder: str | Path | None = None,
     data: str | None = None,
+    tta: bool = False,
 ) -> EvaluationResult:
     """Segment every labeled case with ``package`` and score it against its label map.
 
@@ -315,7 +316,8 @@ def evaluate_model(
         cases: :class:`~MultiModalSegLib.datasets.Case` objects; unlabeled ones are skipped.
         missing: modalities to remove from every case's inputs (MAML only).
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
-        overlap, batch_size, largest_component: passed to :func:`~MultiModalSegLib.inference.predict`.
+        overlap, batch_size, largest_component, tta: passed to :func:`~MultiModalSegLib.inference.predict`
+            (``largest_component`` None: the package plan's post-processing).
         regions: composite regions to score besides the manifest's labels and ``regions``,
             as ``{"name": ..., "values": [...]}`` or :class:`Region`.
         bootstrap: resamples of the bootstrap CI; ``seed`` and ``alpha`` as in
@@ -368,7 +370,7 @@ def evaluate_model(
     try:
         rows, case_info, warnings, available_union = _predict_and_score(
             package, labeled, left_out, scored_regions, network, device, overlap, batch_size, largest_component,
-            progress, predictions_folder)
+            progress, predictions_folder, tta)
     finally:
         network.train(was_training)
     summary = summarize(rows, scored_regions, resamples=bootstrap, seed=seed, alpha=alpha)
@@ -394,8 +396,8 @@ def evaluate_model(
 
 def _predict_and_score(package: ModelPackage, labeled: Sequence[Case], left_out: Sequence[str],
                        scored_regions: Sequence[Region], network: torch.nn.Module, device: str, overlap: float,
-                       batch_size: int, largest_component: bool, progress: CaseProgress | None,
-                       predictions_folder: str | Path | None
+                       batch_size: int, largest_component: bool | None, progress: CaseProgress | None,
+                       predictions_folder: str | Path | None, tta: bool = False
                        ) -> tuple[list[CaseMetrics], list[dict[str, Any]], list[str], list[str]]:
     """The loop of :func:`evaluate_model`: predict each labeled case, bring it onto the label's grid, score it."""
     import SimpleITK as sitk
@@ -418,7 +420,10 @@ def _predict_and_score(package: ModelPackage, labeled: Sequence[Case], left_out:
         images = {name: case.images[name] for name in package.modalities
                   if name in case.images and name not in left_out}
         result = predict(package, images, device=device, overlap=overlap, batch_size=batch_size,
-                         largest_component=largest_component, network=network)
+                         largest_component=largest_component, network=network, tta=tta)
+        for message in result.warnings:
+            if message not in warnings:
+                warnings.append(message)
         leaked = [name for name in left_out if name in result.available]
         if leaked:  # pragma: no cover - predict only sees the images given
             raise RuntimeError(f"the prediction used the left-out modality {leaked}")
@@ -443,6 +448,7 @@ def _predict_and_score(package: ModelPackage, labeled: Sequence[Case], left_out:
             "case_id": case.case_id, "source": case.source, "available": list(result.available),
             "reference_modality": result.reference_modality, "resampled_prediction": resampled,
             "spacing_mm": list(spacing), "seconds": round(time.perf_counter() - case_started, 3),
+            "predict_seconds": result.timing.get("total_s"), "postprocessing": result.postprocessing,
             "dice": {row.label: row.dice for row in case_rows},
         }
         if out_folder is not None:

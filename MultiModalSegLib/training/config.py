@@ -158,6 +158,10 @@ class TrainingConfig:
     # extra constructor settings of the network, merged over the ones above, e.g. the bundled
     # models' {"strides": [[1, 2, 2], [2, 2, 2], ...], "max_filters": 64} (bundled_configs.py)
     architecture_overrides: dict[str, Any] | None = None
+    # a data plan (MultiModalSegLib.data_plan): nnU-Net's target spacing and CT statistics from the training
+    # set, cases resampled to it, post-processing chosen on validation. False: the pre-plan behaviour (input
+    # grid, per-image normalisation), kept only to measure what the plan changes
+    use_plan: bool = True
     # extra patch augmentation: PatchSamplingConfig fields merged over the method's recipe, e.g.
     # {"rotation_degrees": 15, "scale_range": 0.15, "gamma_range": 0.3} (None: the recipe as it is)
     augmentation: dict[str, Any] | None = None

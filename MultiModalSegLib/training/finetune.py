@@ -128,6 +128,7 @@ def finetune(model: str | Path, labeled: str | list[str], unlabeled: str | list[
     needs. Raises TrainingCancelled on SIGTERM/SIGINT.
     """
     from MultiModalSegLib import model_store
+    from MultiModalSegLib.data_plan import DataPlan
     from MultiModalSegLib.datasets import validate_training_cases
     from MultiModalSegLib.progress import ProgressReporter
     from MultiModalSegLib.training.cancellation import CancellationToken
@@ -189,8 +190,11 @@ def finetune(model: str | Path, labeled: str | list[str], unlabeled: str | list[
                       world_size=context.world_size, iterations=training.iterations)
         check_cancelled(token, context, device, 0)
         preprocessing = dict(package.manifest.get("preprocessing") or {})
-        labeled_volumes = prepare_volumes(labeled_cases, modalities, preprocessing, training.patch_size)
-        unlabeled_volumes = prepare_volumes(unlabeled_cases, modalities, preprocessing, training.patch_size)
+        # the starting package's plan, unchanged (the new version carries it on): the corrected cases are
+        # resampled and normalised exactly as the model's training data and its inputs at inference
+        plan = DataPlan.from_manifest(package.manifest)
+        labeled_volumes = prepare_volumes(labeled_cases, modalities, preprocessing, training.patch_size, plan)
+        unlabeled_volumes = prepare_volumes(unlabeled_cases, modalities, preprocessing, training.patch_size, plan)
 
         check_cancelled(token, context, device, 0)
         module = package.build_network(device)

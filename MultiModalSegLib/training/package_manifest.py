@@ -70,6 +70,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         lines.append(f"* fine-tuned from `{parent.get('id')}` v{parent.get('version')} "
                      f"on {len(provenance.get('cases', {}).get('labeled', []))} labeled and "
                      f"{len(provenance.get('cases', {}).get('unlabeled', []))} unlabeled cases")
+    lines += plan_lines(manifest.get("plan"))
     if provenance.get("data"):
         lines.append(f"* data: `{provenance['data']}`")
     lines.append(f"* iterations: {provenance.get('iteration', provenance.get('iterations'))} "
@@ -81,3 +82,23 @@ def model_card(manifest: dict[str, Any]) -> str:
         lines += ["", "Reproduce:", "", f"    {provenance['command']}"]
     lines += ["", "Intended for research use; check every segmentation before clinical use.", ""]
     return "\n".join(lines)
+
+
+def plan_lines(plan: dict[str, Any] | None) -> list[str]:
+    """The model card's lines about the data plan (spacing, normalisation, post-processing)."""
+    if not plan:
+        return ["* data plan: none (runs on the input grid with per-image normalisation)"]
+    spacing = " x ".join(f"{v:g}" for v in plan["target_spacing"])
+    lines = [f"* data plan: works at {spacing} mm (z, y, x); inputs are resampled to it and results back"]
+    for name, entry in plan.get("normalization", {}).items():
+        if entry.get("scheme") == "ct":
+            low, high = entry["clip"]
+            lines.append(f"  * `{name}`: CT, clip [{low:g}, {high:g}] HU, z-score with training-set foreground "
+                         f"mean {entry['mean']:g} / std {entry['std']:g} HU")
+        else:
+            lines.append(f"  * `{name}`: {entry.get('scheme', 'none').upper()}, per-image z-score over non-zero voxels"
+                         if entry.get("scheme") == "mr" else f"  * `{name}`: no normalisation")
+    chosen = plan.get("postprocessing", {}).get("largest_component", [])
+    lines.append("* post-processing (chosen on validation): largest component of "
+                 + (", ".join(chosen) if chosen else "no label"))
+    return lines

@@ -23,6 +23,7 @@ from MultiModalSegLib.errors import MultiModalSegError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from MultiModalSegLib.data_plan import DataPlan
     from MultiModalSegLib.datasets import Case
     from MultiModalSegLib.training.config import OptimizerConfig, TrainingConfig
     from MultiModalSegLib.training.data import LabelTable, ModalityTable
@@ -139,12 +140,17 @@ def make_grad_scaler(device: torch.device, amp: bool) -> Any:
 
 
 def prepare_volumes(cases: list[Case], modalities: ModalityTable, preprocessing: dict[str, Any] | None = None,
-                    minimum_shape: tuple[int, int, int] | None = None) -> list[Any]:
-    """Each case aligned to the reference grid, normalised and stacked (the data layer's ``prepare_case``)."""
+                    minimum_shape: tuple[int, int, int] | None = None, plan: DataPlan | None = None) -> list[Any]:
+    """Each case aligned to the reference grid, normalised and stacked (the data layer's ``prepare_case``).
+
+    With a ``plan`` the cases are normalised by it and moved to its target spacing (what
+    ``predict`` does to its inputs); without one (packages made before plans) they stay on their
+    reference grid and are normalised per image with ``preprocessing``.
+    """
     from MultiModalSegLib.sampling import prepare_case
 
     return [prepare_case(case, modalities.names, modalities.normalization, settings=preprocessing or None,
-                         reference=modalities.reference, minimum_shape=minimum_shape)
+                         reference=modalities.reference, minimum_shape=minimum_shape, plan=plan)
             for case in cases]
 
 

@@ -28,6 +28,7 @@ from MultiModalSegLib.atomic import atomic_write_json
 from MultiModalSegLib.errors import MultiModalSegError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from MultiModalSegLib.data_plan import DataPlan
     from MultiModalSegLib.progress import ProgressReporter
     from MultiModalSegLib.training.cancellation import CancellationToken
     from MultiModalSegLib.training.config import TrainingConfig
@@ -101,6 +102,54 @@ def _default_model_id(method: str, data: str) -> str:
     else:
         source = Path(data.rsplit(":", 1)[0] if data.endswith((":train", ":test", ":all")) else data).stem
     return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{method}-{source}").strip("-")[:100] or method
+
+
+def _training_plan(config: TrainingConfig, loaded: Any, split: Any, modalities: Any) -> DataPlan | None:
+    """The run's data plan: the checkpoint's when resuming (never recomputed), else computed from the training cases.
+
+    Spacings come from every training case (labeled and unlabeled), CT intensity statistics from
+    the labeled ones; the validation cases are not looked at. None when ``config.use_plan`` is off
+    (the pre-plan behaviour: the input grid and per-image normalisation, kept for comparisons).
+    """
+    from MultiModalSegLib.data_plan import DataPlan, compute_plan
+
+    if not config.use_plan:
+        return None
+    from MultiModalSegLib.training.setup import sampling_config
+
+    if loaded is not None:
+        stored = loaded.record.get("extra", {}).get("plan")
+        return DataPlan.from_dict(stored) if stored else None
+    plan = compute_plan(split.labeled + split.unlabeled, modalities.names, modalities.normalization,
+                        modalities.reference, config.patch_size, seed=config.seed)
+    recipe = sampling_config(config.method, config.patch_size, config.foreground_fraction, config.augmentation)
+    plan.mirror_axes = (1, 2) if recipe.rot_flip else tuple(recipe.mirror_axes)
+    return plan
+
+
+def choose_package_postprocessing(output: Path, method: str, held_out: list[Any], label_names: list[str],
+                                  patch_size: tuple[int, int, int], device: Any) -> dict[str, Any]:
+    """Decide the largest-component post-processing on the validation cases and record it in the packages.
+
+    The best package (else the last) segments every validation volume once; each label keeps only
+    its largest component where that raises its mean validation Dice
+    (:func:`~MultiModalSegLib.postprocessing.choose_largest_component`). The choice is written into
+    the ``plan`` of ``best/`` and ``last/`` (their weights are untouched).
+    """
+    from MultiModalSegLib.postprocessing import choose_largest_component
+    from MultiModalSegLib.training.validation import predict_labels
+    from MultiModalSegLib.weights import load_model_package, update_manifest
+
+    source = output / BEST if (output / BEST).is_dir() else output / LAST
+    network = load_model_package(source).build_network(device)
+    predictions = [predict_labels(network, method, volume.image, patch_size, device=device) for volume in held_out]
+    choice = choose_largest_component(predictions, [volume.label for volume in held_out], label_names)
+    for selection in (BEST, LAST):
+        folder = output / selection
+        if (folder / "manifest.json").is_file():
+            update_manifest(folder, lambda manifest: manifest["plan"].update(
+                postprocessing={"largest_component": choice["largest_component"], "evidence": choice["evidence"]}))
+    return {"chosen_on": source.name, **choice}
 
 
 def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: list[str] | None = None,
@@ -189,10 +238,14 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
                       validation=len(split.validation), modalities=modality_table.names,
                       reference_modality=modality_table.reference, labels=labels.names)
         preprocessing: dict[str, Any] = {}
-        labeled_volumes = prepare_volumes(split.labeled, modality_table, preprocessing, config.patch_size)
-        unlabeled_volumes = prepare_volumes(split.unlabeled, modality_table, preprocessing, config.patch_size)
-        held_out = validation_volumes(prepare_volumes(split.validation, modality_table, preprocessing), labels) \
-            if context.is_main else []
+        plan = _training_plan(config, loaded, split, modality_table)
+        if plan is not None:
+            reporter.emit("plan", target_spacing=list(plan.target_spacing), normalization=plan.normalization,
+                          fingerprint=plan.fingerprint)
+        labeled_volumes = prepare_volumes(split.labeled, modality_table, preprocessing, config.patch_size, plan)
+        unlabeled_volumes = prepare_volumes(split.unlabeled, modality_table, preprocessing, config.patch_size, plan)
+        held_out = validation_volumes(prepare_volumes(split.validation, modality_table, preprocessing, plan=plan),
+                                      labels) if context.is_main else []
 
         check_cancelled(token, context, device, 0)
         architecture = network_architecture(config, modality_table.names, labels.num_foreground)
@@ -204,7 +257,7 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
         scaler = make_grad_scaler(device, config.amp)
         model_id = model_id or _default_model_id(config.method, str(data))
         extra = {"data": str(data), "modalities": modality_table.names, "model_id": model_id, "split": split.summary(),
-                 "command": command, "started": utc_now()}
+                 "command": command, "started": utc_now(), "plan": plan.to_dict() if plan is not None else None}
         state = TrainingState(iteration=0, total_iterations=config.iterations, config=config.to_dict(),
                               method=config.method, extra=extra)
         if loaded is not None:
@@ -239,6 +292,8 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
             if config.method == "dtc":
                 # DTC Table 2's "LSF" row reads its label from the level set (inference.predict)
                 manifest["segmentation_output"] = config.dtc.segmentation_output
+            if plan is not None:
+                manifest["plan"] = plan.to_dict()
             return manifest
 
         def write_package(selection: str, iteration: int) -> Path:
@@ -267,6 +322,11 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
                             checkpoint_every=config.checkpoint_every, on_checkpoint=on_checkpoint)
         state = loop.run()
         context.synchronize_buffers(module)
+        postprocessing = None
+        if context.is_main and plan is not None and held_out and state.iteration >= config.iterations:
+            postprocessing = choose_package_postprocessing(output, config.method, held_out, labels.names,
+                                                           config.patch_size, device)
+            reporter.emit("postprocessing", **postprocessing)
         digests = context.gather_objects(weights_digest(module))
         outcome = TrainingOutcome(
             output=output, is_main=context.is_main, iterations=state.iteration,
@@ -280,6 +340,7 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
             atomic_write_json(output / RESULT, {
                 **outcome.summary(), "method": config.method, "data": str(data), "model_id": model_id,
                 "split": split.summary(), "validation": outcome.history, "command": command,
+                "plan": plan.to_dict() if plan is not None else None, "postprocessing": postprocessing,
                 "files": sorted(str(p.relative_to(output)) for p in output.rglob("*")
                                 if p.is_file() and ".tmp-" not in str(p) and p.name != RESULT) + [RESULT],
             })

@@ -62,7 +62,7 @@ def test_one_window_equals_the_bare_network_on_the_normalised_input(tiny_maml_pa
 
     images = {"arterial": ct_image((8, 16, 16), 3), "venous": ct_image((8, 16, 16), 4)}
     result = predict(tiny_maml_package, images, device="cpu")
-    volume, _, _, _ = prepare_input_volume(tiny_maml_package, images, ["arterial", "venous"])
+    volume = prepare_input_volume(tiny_maml_package, images, ["arterial", "venous"]).volume
     network = tiny_maml_package.build_network()
     with torch.no_grad():
         joint = network(torch.from_numpy(volume)[None])["joint"][0]
