@@ -39,12 +39,22 @@ def parse_named_inputs(pairs: list[str]) -> dict[str, Path]:
 
 def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "predict", help="segment one case with a model package",
-        description="Segment one case. Writes the label map, probabilities, attention / level-set and "
-                    "uncertainty maps as NIfTI, and result.json listing every file.")
+        "predict", help="segment one case, or every case of a data set, with a model package",
+        description="Segment one case (--input per modality, or --case FOLDER) or a whole data set (--data). "
+                    "Writes the label map, probabilities, attention / level-set and uncertainty maps as NIfTI, "
+                    "and result.json listing every file; with --data one such folder per case plus summary.csv "
+                    "and summary.json (exit code 3 when a case failed).")
     parser.add_argument("--model", required=True, help="model id (see `mmseg models`) or package folder")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
-                        help="one modality image (NIfTI, NRRD, MHA or a DICOM folder); repeat per modality")
+    sources = parser.add_mutually_exclusive_group()
+    sources.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                         help="one modality image (NIfTI, NRRD, MHA or a DICOM folder); repeat per modality")
+    sources.add_argument("--case", type=Path, default=None, metavar="FOLDER",
+                         help="a folder with one image per modality, matched by the model's name patterns")
+    sources.add_argument("--data", default=None, metavar="SPEC",
+                         help="every case of a data set: an nnU-Net raw folder (DIR, DIR:test, DIR/imagesTs), a "
+                              "folder of case folders, or a case-list .json; reruns skip finished cases")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="with --case or --data: segment a case that lacks a modality (MAML models)")
     parser.add_argument("--output", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
@@ -52,7 +62,7 @@ def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--largest-component", action="store_true",
                         help="keep only the largest connected component of each label")
     parser.add_argument("--overwrite", action="store_true",
-                        help="allow writing into a non-empty output folder")
+                        help="allow writing into a non-empty output folder (--data: segment finished cases again)")
     parser.set_defaults(run=run_predict)
 
 
@@ -77,7 +87,16 @@ def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
     from MultiModalSegLib.inference import predict
     from MultiModalSegLib.weights import load_model_package
 
-    inputs = parse_named_inputs(args.input)
+    if args.data is not None:
+        from MultiModalSegLib.batch_predict import run_batch_predict
+
+        return run_batch_predict(args, reporter)
+    if args.case is not None:
+        from MultiModalSegLib.case_folder import inputs_for_case_folder
+
+        inputs = inputs_for_case_folder(args.model, args.case, args.allow_missing, reporter)
+    else:
+        inputs = parse_named_inputs(args.input)
     if not inputs:
         raise MultiModalSegError("No input was given; add --input NAME=PATH for each modality.")
     if not 0.0 <= args.overlap < 1.0:

@@ -69,6 +69,10 @@ class ProgressReporter:
             sys.stderr.flush()
         return record
 
+    def restart_stage(self, stage: str) -> None:
+        """Count ``stage``'s elapsed time and ETA from now (a stage that repeats, e.g. per case)."""
+        self._started.pop(stage, None)
+
     def result(self, **fields: Any) -> dict[str, Any]:
         return self.emit("result", **fields)
 
