@@ -1,9 +1,10 @@
 """``mmseg`` / ``python -m MultiModalSegLib``: the command-line interface.
 
 Verbs: ``predict``, ``models``, ``demo`` (and, from the training module, ``train`` and
-``finetune``). Long verbs print JSON-line events on stdout (``progress.py``); a user error
-prints an ``error`` event with a sentence and exits with code 2. Parsing imports neither
-torch nor SimpleITK, so ``mmseg --help`` answers at once.
+``finetune``). Long verbs print JSON-line events on stdout (``progress.py``) with ``--json``
+or when stdout is not a terminal, and progress bars plus a short summary on a terminal
+(``human_progress.py``); a user error prints an ``error`` event with a sentence and exits
+with code 2. Parsing imports neither torch nor SimpleITK, so ``mmseg --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from MultiModalSegLib import __version__
 from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.human_progress import reporter_for
 from MultiModalSegLib.progress import ProgressReporter
 
 EXIT_OK = 0
@@ -177,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in ("MultiModalSegLib.training.cli_verbs",
                         "MultiModalSegLib.evaluation.cli_verb"):
         _add_optional_verbs(subparsers, module_name)
+    for verb_parser in subparsers.choices.values():  # every verb: JSON lines even on a terminal
+        if "json" not in {action.dest for action in verb_parser._actions}:
+            verb_parser.add_argument("--json", action="store_true",
+                                     help="print JSON lines (the default when stdout is not a terminal)")
     return parser
 
 
@@ -199,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    reporter = ProgressReporter()
+    reporter = reporter_for(args)
     try:
         return int(args.run(args, reporter) or EXIT_OK)
     except MultiModalSegError as exc:
