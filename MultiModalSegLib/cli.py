@@ -135,20 +135,17 @@ def _add_models_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_models(args: argparse.Namespace, reporter: ProgressReporter) -> int:
     from MultiModalSegLib.weights import find_model_packages
 
+    from MultiModalSegLib.model_table import format_models_table, model_row
+
     packages = find_model_packages()
     if args.json:
         for package in packages:
-            reporter.emit("model", **package.summary())
+            reporter.emit("model", **model_row(package))
         return EXIT_OK
     if not packages:
         print("No model packages found (bundled: Resources/Models; user store: see `mmseg models --help`).")
         return EXIT_OK
-    print(f"{'id':28} {'version':>7}  {'method':6}  modalities -> labels")
-    for package in packages:
-        summary = package.summary()
-        origin = "bundled" if package.read_only else "user"
-        print(f"{summary['id']:28} {summary['version']:>7}  {summary['method']:6}  "
-              f"{', '.join(summary['modalities'])} -> {', '.join(summary['labels'])}  [{origin}]")
+    print(format_models_table(packages))
     return EXIT_OK
 
 
