@@ -306,7 +306,12 @@ def predict_data_set(model: str | Path, data: str, output: Path, options: BatchO
             if case.problem is not None:
                 record.error = case.problem
             elif previous is not None:
-                _skipped(record, output / case.case_id, previous)
+                try:
+                    _skipped(record, output / case.case_id, previous)
+                except MultiModalSegError as error:  # e.g. its label map was damaged after it was written
+                    record.status, record.output = "failed", None
+                    record.error = (f"The earlier result in {output / case.case_id} cannot be read ({error}); pass "
+                                    "--overwrite to segment the case again.")
             else:
                 reporter.restart_stage("inference")
                 try:

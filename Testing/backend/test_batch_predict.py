@@ -221,3 +221,18 @@ def test_prefetching_the_next_case_changes_no_result(tiny_maml_package, tmp_path
                           for case in ("P01", "P02", "P03")]
     for without, with_prefetch in zip(maps[False], maps[True]):
         np.testing.assert_array_equal(without, with_prefetch)
+
+
+def test_a_finished_case_whose_label_map_was_damaged_fails_alone_with_a_sentence(tiny_maml_package, tmp_path,
+                                                                                  capsys):
+    data = nnunet_folder(tmp_path / "Dataset001_Liver")
+    write_ct(data / "imagesTs" / "case_b_0001.nii.gz", 3)
+    output = tmp_path / "predictions"
+    argv = ["predict", "--model", str(tiny_maml_package.folder), "--data", f"{data}:test", "--output", str(output),
+            "--device", "cpu"]
+    assert run(capsys, *argv)[0] == 0
+    corrupt(output / "case_a" / "labelmap.nii.gz")
+    code, lines = run(capsys, *argv)
+    assert code == EXIT_CASES_FAILED
+    assert lines[-1]["counts"] == {"done": 0, "skipped": 2, "failed": 1}
+    assert "cannot be read" in lines[-1]["failed"][0]["error"] and "--overwrite" in lines[-1]["failed"][0]["error"]
