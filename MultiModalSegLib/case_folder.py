@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from MultiModalSegLib.datasets import strip_image_suffix
 from MultiModalSegLib.errors import MultiModalSegError
 from MultiModalSegLib.modality_matching import (
     ModalitySpec,
@@ -35,7 +36,6 @@ from MultiModalSegLib.modality_matching import (
 __all__ = ["FolderMatch", "LABEL_NAME_ENDINGS", "candidate_inputs", "input_name", "inputs_for_case_folder",
            "match_case_folder"]
 
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 LABEL_NAME_ENDINGS = ("seg", "label", "labels", "segmentation")
 """A candidate whose name ends in one of these (after ``_``, ``-`` or ``.``) is a label map, not an input."""
 
@@ -56,17 +56,9 @@ class FolderMatch:
                 "missing": list(self.missing), "unused": [path.name for path in self.unused]}
 
 
-def _strip_suffix(name: str) -> str | None:
-    lowered = name.lower()
-    for suffix in IMAGE_SUFFIXES:
-        if lowered.endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
 def input_name(path: Path, case_name: str) -> str:
     """The name the patterns see: file name without extension and without a leading ``<case>_``."""
-    stem = path.name if path.is_dir() else (_strip_suffix(path.name) or path.name)
+    stem = path.name if path.is_dir() else (strip_image_suffix(path.name) or path.name)
     for separator in ("_", "-"):
         prefix = case_name + separator
         if case_name and stem.lower().startswith(prefix.lower()) and len(stem) > len(prefix):
@@ -86,7 +78,7 @@ def candidate_inputs(folder: Path) -> list[Path]:
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
             continue
-        if path.is_dir() or (path.is_file() and _strip_suffix(path.name) is not None):
+        if path.is_dir() or (path.is_file() and strip_image_suffix(path.name) is not None):
             if not _is_label_name(input_name(path, folder.name)):
                 candidates.append(path)
     return candidates

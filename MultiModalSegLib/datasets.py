@@ -61,6 +61,7 @@ __all__ = [
     "data_spec_kind",
     "list_case_files",
     "match_modality_name",
+    "strip_image_suffix",
     "geometry_difference",
     "label_values_of",
     "load_cases",
@@ -114,7 +115,7 @@ def _read(path: Path, what: str) -> sitk.Image:
     return read_image(path)
 
 
-def _strip_image_suffix(name: str) -> str | None:
+def strip_image_suffix(name: str) -> str | None:
     """File name without its image extension, or None when it is not an image file."""
     lowered = name.lower()
     for suffix in IMAGE_SUFFIXES:
@@ -241,7 +242,7 @@ def brats_case_files(folder: Path) -> CaseFiles | None:
     image_paths: dict[str, Path] = {}
     label_path = None
     for path in sorted(folder.iterdir()):
-        stem = _strip_image_suffix(path.name)
+        stem = strip_image_suffix(path.name)
         if stem is None or not path.is_file():
             continue
         if not stem.startswith((case_id + "_", case_id + "-")):

@@ -16,24 +16,5 @@ try:
 except ModuleLayoutError:
     pass  # an incomplete layout: the import below then names what is missing
 
-from MultiModalSegLib.modality_matching import (  # noqa: E402
-    CaseCandidate,
-    ModalitySpec,
-    VolumeEntry,
-    case_name_from_volume_name,
-    group_volumes_into_cases,
-    match_volumes_to_modalities,
-    modality_specs_from_manifest,
-    pattern_specificity,
-)
-
-__all__ = [
-    "ModalitySpec",
-    "VolumeEntry",
-    "CaseCandidate",
-    "modality_specs_from_manifest",
-    "pattern_specificity",
-    "match_volumes_to_modalities",
-    "case_name_from_volume_name",
-    "group_volumes_into_cases",
-]
+from MultiModalSegLib.modality_matching import *  # noqa: E402,F403 (the library's __all__)
+from MultiModalSegLib.modality_matching import __all__  # noqa: E402,F401

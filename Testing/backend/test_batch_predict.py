@@ -12,19 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from tiny_packages import write_small_ct
 
 from MultiModalSegLib.cli import main
 
 EXIT_CASES_FAILED = 3
 
 
-def write_ct(path: Path, seed: int, shape=(8, 20, 20)) -> Path:
-    array = np.random.default_rng(seed).normal(50, 20, size=shape).astype(np.int16)
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing((1.5, 1.5, 4.0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path))
-    return path
 
 
 def corrupt(path: Path) -> None:
@@ -40,8 +34,8 @@ def nnunet_folder(root: Path) -> Path:
         "channel_names": {"0": "arterial", "1": "venous"}, "labels": {"background": 0, "liver": 1, "tumor": 2},
         "file_ending": ".nii.gz"}))
     for index, case in enumerate(("case_a", "case_b", "case_c")):
-        write_ct(root / "imagesTs" / f"{case}_0000.nii.gz", 2 * index)
-        write_ct(root / "imagesTs" / f"{case}_0001.nii.gz", 2 * index + 1)
+        write_small_ct(root / "imagesTs" / f"{case}_0000.nii.gz", 2 * index)
+        write_small_ct(root / "imagesTs" / f"{case}_0001.nii.gz", 2 * index + 1)
     corrupt(root / "imagesTs" / "case_b_0001.nii.gz")
     return root
 
@@ -49,13 +43,13 @@ def nnunet_folder(root: Path) -> Path:
 def brats_folder(root: Path) -> Path:
     """A folder of case folders: BraTS names (with a label map beside), free names matched by the manifest's
     patterns, and a case whose arterial file is corrupt."""
-    write_ct(root / "P01" / "P01_arterial.nii.gz", 1)
-    write_ct(root / "P01" / "P01_venous.nii.gz", 2)
-    write_ct(root / "P01" / "P01_seg.nii.gz", 3)
-    write_ct(root / "P02" / "ART_phase.nii.gz", 4)
-    write_ct(root / "P02" / "portal_VEN.nrrd", 5)
-    write_ct(root / "P03" / "P03_arterial.nii.gz", 6)
-    write_ct(root / "P03" / "P03_venous.nii.gz", 7)
+    write_small_ct(root / "P01" / "P01_arterial.nii.gz", 1)
+    write_small_ct(root / "P01" / "P01_venous.nii.gz", 2)
+    write_small_ct(root / "P01" / "P01_seg.nii.gz", 3)
+    write_small_ct(root / "P02" / "ART_phase.nii.gz", 4)
+    write_small_ct(root / "P02" / "portal_VEN.nrrd", 5)
+    write_small_ct(root / "P03" / "P03_arterial.nii.gz", 6)
+    write_small_ct(root / "P03" / "P03_venous.nii.gz", 7)
     corrupt(root / "P03" / "P03_arterial.nii.gz")
     (root / "notes").mkdir()  # a folder without images is not a case
     (root / "notes" / "readme.txt").write_text("not a case")
@@ -132,7 +126,7 @@ def test_a_rerun_skips_finished_cases_retries_failed_ones_and_overwrite_redoes_a
     finished = {case: (output / case / "result.json").stat().st_mtime_ns for case in ("case_a", "case_c")}
     first_volumes = {row["case"]: row["volume_ml_tumor"] for row in read_summary(output)[1]}
 
-    write_ct(data / "imagesTs" / "case_b_0001.nii.gz", 3)  # the user fixes the corrupt file
+    write_small_ct(data / "imagesTs" / "case_b_0001.nii.gz", 3)  # the user fixes the corrupt file
     code, lines = run(capsys, *argv)
     assert code == 0
     assert lines[-1]["counts"] == {"done": 1, "skipped": 2, "failed": 0}
@@ -172,9 +166,9 @@ def test_a_finished_case_of_another_model_is_not_taken_for_this_ones(tiny_maml_p
 
 def test_missing_modalities_fail_their_case_unless_allowed_for_maml(tiny_maml_package, tmp_path, capsys):
     root = tmp_path / "cases"
-    write_ct(root / "P01" / "P01_arterial.nii.gz", 1)
-    write_ct(root / "P01" / "P01_venous.nii.gz", 2)
-    write_ct(root / "P02" / "P02_venous.nii.gz", 3)
+    write_small_ct(root / "P01" / "P01_arterial.nii.gz", 1)
+    write_small_ct(root / "P01" / "P01_venous.nii.gz", 2)
+    write_small_ct(root / "P02" / "P02_venous.nii.gz", 3)
     argv = ["predict", "--model", str(tiny_maml_package.folder), "--data", str(root), "--device", "cpu"]
     code, lines = run(capsys, *argv, "--output", str(tmp_path / "strict"))
     assert code == EXIT_CASES_FAILED
@@ -210,7 +204,7 @@ def test_prefetching_the_next_case_changes_no_result(tiny_maml_package, tmp_path
     from MultiModalSegLib.progress import ProgressReporter
 
     data = brats_folder(tmp_path / "cases")
-    write_ct(data / "P03" / "P03_arterial.nii.gz", 6)  # all three cases readable
+    write_small_ct(data / "P03" / "P03_arterial.nii.gz", 6)  # all three cases readable
     maps = {}
     for prefetch in (False, True):
         output = tmp_path / f"prefetch-{prefetch}"
@@ -226,7 +220,7 @@ def test_prefetching_the_next_case_changes_no_result(tiny_maml_package, tmp_path
 def test_a_finished_case_whose_label_map_was_damaged_fails_alone_with_a_sentence(tiny_maml_package, tmp_path,
                                                                                   capsys):
     data = nnunet_folder(tmp_path / "Dataset001_Liver")
-    write_ct(data / "imagesTs" / "case_b_0001.nii.gz", 3)
+    write_small_ct(data / "imagesTs" / "case_b_0001.nii.gz", 3)
     output = tmp_path / "predictions"
     argv = ["predict", "--model", str(tiny_maml_package.folder), "--data", f"{data}:test", "--output", str(output),
             "--device", "cpu"]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
-from tiny_packages import tiny_maml_manifest
+from tiny_packages import tiny_maml_manifest, write_small_ct
 
 from MultiModalSegLib.case_folder import candidate_inputs, match_case_folder
 from MultiModalSegLib.cli import main
@@ -88,12 +86,6 @@ def test_no_file_for_a_modality_is_refused_unless_missing_is_allowed_for_maml(tm
 # ---------------------------------------------------------------------------------------------- the CLI
 
 
-def write_ct(path: Path, seed: int) -> Path:
-    image = sitk.GetImageFromArray(np.random.default_rng(seed).normal(50, 20, size=(8, 20, 20)).astype(np.int16))
-    image.SetSpacing((1.5, 1.5, 4.0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path))
-    return path
 
 
 def run(capsys, *argv: str) -> tuple[int, list[dict]]:
@@ -103,9 +95,9 @@ def run(capsys, *argv: str) -> tuple[int, list[dict]]:
 
 def test_predict_case_says_which_file_went_where_and_segments(tiny_maml_package, tmp_path, capsys):
     folder = tmp_path / "PAT01"
-    write_ct(folder / "CT_arterial_phase.nii.gz", 1)
-    write_ct(folder / "CT_portal_VEN.nrrd", 2)
-    write_ct(folder / "PAT01_seg.nii.gz", 3)
+    write_small_ct(folder / "CT_arterial_phase.nii.gz", 1)
+    write_small_ct(folder / "CT_portal_VEN.nrrd", 2)
+    write_small_ct(folder / "PAT01_seg.nii.gz", 3)
     code, lines = run(capsys, "predict", "--model", str(tiny_maml_package.folder), "--case", str(folder),
                       "--output", str(tmp_path / "out"), "--device", "cpu")
     assert code == 0
@@ -124,7 +116,7 @@ def test_predict_case_refuses_two_matches_or_none_with_a_sentence(tiny_maml_pack
                                                                   message):
     folder = tmp_path / "case"
     for seed, name in enumerate(files):
-        write_ct(folder / name, seed)
+        write_small_ct(folder / name, seed)
     code, lines = run(capsys, "predict", "--model", str(tiny_maml_package.folder), "--case", str(folder),
                       "--output", str(tmp_path / "out"), "--device", "cpu")
     assert code == 2 and lines[-1]["event"] == "error"
@@ -134,7 +126,7 @@ def test_predict_case_refuses_two_matches_or_none_with_a_sentence(tiny_maml_pack
 
 def test_predict_case_with_allow_missing_segments_without_the_unmatched_modality(tiny_maml_package, tmp_path, capsys):
     folder = tmp_path / "case"
-    write_ct(folder / "a_ven.nii.gz", 1)
+    write_small_ct(folder / "a_ven.nii.gz", 1)
     code, lines = run(capsys, "predict", "--model", str(tiny_maml_package.folder), "--case", str(folder),
                       "--allow-missing", "--output", str(tmp_path / "out"), "--device", "cpu")
     assert code == 0

@@ -19,9 +19,8 @@ import sys
 import termios
 from pathlib import Path
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
+from tiny_packages import write_small_ct
 
 from MultiModalSegLib.human_progress import HumanProgressReporter, reporter_for
 from MultiModalSegLib.human_summaries import describe_event
@@ -30,12 +29,6 @@ from MultiModalSegLib.progress import ProgressReporter
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def write_ct(path: Path, seed: int) -> Path:
-    image = sitk.GetImageFromArray(np.random.default_rng(seed).normal(50, 20, size=(8, 20, 20)).astype(np.int16))
-    image.SetSpacing((1.5, 1.5, 4.0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path))
-    return path
 
 
 def read_all(fd: int) -> str:
@@ -76,7 +69,7 @@ def run_backend(argv: list[str], stdout_on_terminal: bool, window: tuple[int, in
 
 @pytest.fixture()
 def two_phases(tmp_path):
-    return write_ct(tmp_path / "in" / "a_art.nii.gz", 1), write_ct(tmp_path / "in" / "a_ven.nii.gz", 2)
+    return write_small_ct(tmp_path / "in" / "a_art.nii.gz", 1), write_small_ct(tmp_path / "in" / "a_ven.nii.gz", 2)
 
 
 @pytest.mark.slow
@@ -98,9 +91,9 @@ def test_on_a_terminal_predict_draws_bars_and_ends_with_a_summary_not_json(tiny_
 def test_on_a_terminal_without_a_window_size_a_batch_shows_one_cases_bar_and_its_failures(tiny_maml_package,
                                                                                           tmp_path):
     """A pseudo-terminal that reports 0 x 0 (no window size) must still show the bar (tqdm hides it otherwise)."""
-    write_ct(tmp_path / "cases" / "P1" / "P1_arterial.nii.gz", 1)
-    write_ct(tmp_path / "cases" / "P1" / "P1_venous.nii.gz", 2)
-    write_ct(tmp_path / "cases" / "P2" / "P2_venous.nii.gz", 3)
+    write_small_ct(tmp_path / "cases" / "P1" / "P1_arterial.nii.gz", 1)
+    write_small_ct(tmp_path / "cases" / "P1" / "P1_venous.nii.gz", 2)
+    write_small_ct(tmp_path / "cases" / "P2" / "P2_venous.nii.gz", 3)
     code, out, _ = run_backend(["predict", "--model", str(tiny_maml_package.folder), "--data", str(tmp_path / "cases"),
                                 "--output", str(tmp_path / "out"), "--device", "cpu"], stdout_on_terminal=True)
     assert code == 3, out
