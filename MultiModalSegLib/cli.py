@@ -1,9 +1,10 @@
 """``mmseg`` / ``python -m MultiModalSegLib``: the command-line interface.
 
 Verbs: ``predict``, ``models``, ``demo`` (and, from the training module, ``train`` and
-``finetune``). Long verbs print JSON-line events on stdout (``progress.py``); a user error
-prints an ``error`` event with a sentence and exits with code 2. Parsing imports neither
-torch nor SimpleITK, so ``mmseg --help`` answers at once.
+``finetune``). Long verbs print JSON-line events on stdout (``progress.py``) with ``--json``
+or when stdout is not a terminal, and progress bars plus a short summary on a terminal
+(``human_progress.py``); a user error prints an ``error`` event with a sentence and exits
+with code 2. Parsing imports neither torch nor SimpleITK, so ``mmseg --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from MultiModalSegLib import __version__
 from MultiModalSegLib.argtypes import add_postprocessing_arguments
 from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.human_progress import reporter_for
 from MultiModalSegLib.progress import ProgressReporter
 
 EXIT_OK = 0
@@ -40,19 +42,29 @@ def parse_named_inputs(pairs: list[str]) -> dict[str, Path]:
 
 def _add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "predict", help="segment one case with a model package",
-        description="Segment one case. Writes the label map, probabilities, attention / level-set and "
-                    "uncertainty maps as NIfTI, and result.json listing every file.")
+        "predict", help="segment one case, or every case of a data set, with a model package",
+        description="Segment one case (--input per modality, or --case FOLDER) or a whole data set (--data). "
+                    "Writes the label map, probabilities, attention / level-set and uncertainty maps as NIfTI, "
+                    "and result.json listing every file; with --data one such folder per case plus summary.csv "
+                    "and summary.json (exit code 3 when a case failed).")
     parser.add_argument("--model", required=True, help="model id (see `mmseg models`) or package folder")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
-                        help="one modality image (NIfTI, NRRD, MHA or a DICOM folder); repeat per modality")
+    sources = parser.add_mutually_exclusive_group()
+    sources.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                         help="one modality image (NIfTI, NRRD, MHA or a DICOM folder); repeat per modality")
+    sources.add_argument("--case", type=Path, default=None, metavar="FOLDER",
+                         help="a folder with one image per modality, matched by the model's name patterns")
+    sources.add_argument("--data", default=None, metavar="SPEC",
+                         help="every case of a data set: an nnU-Net raw folder (DIR, DIR:test, DIR/imagesTs), a "
+                              "folder of case folders, or a case-list .json; reruns skip finished cases")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="with --case or --data: segment a case that lacks a modality (MAML models)")
     parser.add_argument("--output", required=True, type=Path, help="output folder")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
     parser.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
     add_postprocessing_arguments(parser)
     parser.add_argument("--overwrite", action="store_true",
-                        help="allow writing into a non-empty output folder")
+                        help="allow writing into a non-empty output folder (--data: segment finished cases again)")
     parser.set_defaults(run=run_predict)
 
 
@@ -77,7 +89,16 @@ def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
     from MultiModalSegLib.inference import predict
     from MultiModalSegLib.weights import load_model_package
 
-    inputs = parse_named_inputs(args.input)
+    if args.data is not None:
+        from MultiModalSegLib.batch_predict import run_batch_predict
+
+        return run_batch_predict(args, reporter)
+    if args.case is not None:
+        from MultiModalSegLib.case_folder import inputs_for_case_folder
+
+        inputs = inputs_for_case_folder(args.model, args.case, args.allow_missing, reporter)
+    else:
+        inputs = parse_named_inputs(args.input)
     if not inputs:
         raise MultiModalSegError("No input was given; add --input NAME=PATH for each modality.")
     if not 0.0 <= args.overlap < 1.0:
@@ -96,7 +117,7 @@ def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
                      progress=lambda done, total: reporter.progress("inference", done, total))
     del images
     for message in result.warnings:
-        reporter.emit("warning", message=message)
+        reporter.warning(message)
     reporter.progress("writing", 0, 1)
     summary = result.write(args.output, inputs={k: str(v.resolve()) for k, v in inputs.items()})
     reporter.progress("writing", 1, 1)
@@ -116,20 +137,17 @@ def _add_models_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_models(args: argparse.Namespace, reporter: ProgressReporter) -> int:
     from MultiModalSegLib.weights import find_model_packages
 
+    from MultiModalSegLib.model_table import format_models_table, model_row
+
     packages = find_model_packages()
     if args.json:
         for package in packages:
-            reporter.emit("model", **package.summary())
+            reporter.emit("model", **model_row(package))
         return EXIT_OK
     if not packages:
         print("No model packages found (bundled: Resources/Models; user store: see `mmseg models --help`).")
         return EXIT_OK
-    print(f"{'id':28} {'version':>7}  {'method':6}  modalities -> labels")
-    for package in packages:
-        summary = package.summary()
-        origin = "bundled" if package.read_only else "user"
-        print(f"{summary['id']:28} {summary['version']:>7}  {summary['method']:6}  "
-              f"{', '.join(summary['modalities'])} -> {', '.join(summary['labels'])}  [{origin}]")
+    print(format_models_table(packages))
     return EXIT_OK
 
 
@@ -160,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in ("MultiModalSegLib.training.cli_verbs",
                         "MultiModalSegLib.evaluation.cli_verb"):
         _add_optional_verbs(subparsers, module_name)
+    for verb_parser in subparsers.choices.values():  # every verb: JSON lines even on a terminal
+        if "json" not in {action.dest for action in verb_parser._actions}:
+            verb_parser.add_argument("--json", action="store_true",
+                                     help="print JSON lines (the default when stdout is not a terminal)")
     return parser
 
 
@@ -182,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    reporter = ProgressReporter()
+    reporter = reporter_for(args)
     try:
         return int(args.run(args, reporter) or EXIT_OK)
     except MultiModalSegError as exc:

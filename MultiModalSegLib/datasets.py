@@ -59,6 +59,12 @@ from MultiModalSegLib.errors import MultiModalSegError
 __all__ = [
     "PHANTOM_SEED_STRIDE",
     "Case",
+    "CaseFiles",
+    "brats_case_files",
+    "data_spec_kind",
+    "list_case_files",
+    "match_modality_name",
+    "strip_image_suffix",
     "geometry_difference",
     "label_values_of",
     "load_cases",
@@ -112,7 +118,7 @@ def _read(path: Path, what: str) -> sitk.Image:
     return read_image(path)
 
 
-def _strip_image_suffix(name: str) -> str | None:
+def strip_image_suffix(name: str) -> str | None:
     """File name without its image extension, or None when it is not an image file."""
     lowered = name.lower()
     for suffix in IMAGE_SUFFIXES:
@@ -121,35 +127,64 @@ def _strip_image_suffix(name: str) -> str | None:
     return None
 
 
+def match_modality_name(name: str, available: Iterable[str]) -> str | None:
+    """The key of ``available`` that is the modality ``name``: exact first, else case-insensitive when unique.
+
+    (``FLAIR`` in a file finds a model's ``flair``.) None when there is no such key.
+    """
+    keys = list(available)
+    if name in keys:
+        return name
+    matches = [key for key in keys if key.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
 def _select_modalities(case_id: str, available: Mapping[str, Path | sitk.Image], wanted: Sequence[str] | None,
                        source: str) -> list[tuple[str, str]]:
-    """Pairs (requested name, name in the data) in the requested order.
+    """Pairs (requested name, name in the data) in the requested order (see :func:`match_modality_name`).
 
-    A requested name matches exactly first, else case-insensitively when that is unique
-    (``FLAIR`` in a file finds a model's ``flair``). The requested spelling is kept.
+    The requested spelling is kept.
     """
     if wanted is None:
         return [(name, name) for name in available]
     pairs = []
     for name in wanted:
-        if name in available:
-            pairs.append((name, name))
-            continue
-        matches = [key for key in available if key.lower() == name.lower()]
-        if len(matches) != 1:
+        key = match_modality_name(name, available)
+        if key is None:
             raise MultiModalSegError(
                 f"Case '{case_id}' in {source} has no '{name}' image (it has {', '.join(available) or 'none'}); "
                 "add the missing modality or choose a model trained on the modalities you have.")
-        pairs.append((name, matches[0]))
+        pairs.append((name, key))
     return pairs
 
 
-def _load_files_case(case_id: str, image_paths: Mapping[str, Path], label_path: Path | None,
-                     modalities: Sequence[str] | None, source: str) -> Case:
-    images = {name: _read(image_paths[key], f"'{key}' image of case '{case_id}'")
-              for name, key in _select_modalities(case_id, image_paths, modalities, source)}
-    label = _read(label_path, f"label of case '{case_id}'") if label_path is not None else None
-    return Case(case_id=case_id, images=images, label=label, source=source)
+@dataclass
+class CaseFiles:
+    """One case as the files a spec names, before any image is read.
+
+    ``image_paths`` maps the modality names the data use (nnU-Net channel names, BraTS file
+    suffixes, JSON keys) to files that exist or not; ``problem`` is a sentence when the
+    listing already shows the case cannot be used as it is (a channel dataset.json does not
+    name), ``missing_files`` one when files of named modalities are absent (an nnU-Net
+    channel), which a model that handles missing modalities may still segment.
+    """
+
+    case_id: str
+    image_paths: dict[str, Path]
+    label_path: Path | None
+    source: str
+    problem: str | None = None
+    missing_files: str | None = None
+
+    def read(self, modalities: Sequence[str] | None) -> Case:
+        """Read the images (``modalities`` of them, in that order; None: all) and the label."""
+        for sentence in (self.missing_files, self.problem):
+            if sentence is not None:
+                raise MultiModalSegError(sentence)
+        images = {name: _read(self.image_paths[key], f"'{key}' image of case '{self.case_id}'")
+                  for name, key in _select_modalities(self.case_id, self.image_paths, modalities, self.source)}
+        label = _read(self.label_path, f"label of case '{self.case_id}'") if self.label_path is not None else None
+        return Case(case_id=self.case_id, images=images, label=label, source=self.source)
 
 
 def _nnunet_channel_names(dataset_json: Path) -> tuple[dict[int, str], str]:
@@ -168,7 +203,7 @@ def _nnunet_channel_names(dataset_json: Path) -> tuple[dict[int, str], str]:
     return names, str(description.get("file_ending", ".nii.gz"))
 
 
-def _load_nnunet_split(root: Path, split: str, modalities: Sequence[str] | None) -> list[Case]:
+def _list_nnunet_split(root: Path, split: str) -> list[CaseFiles]:
     """Cases of ``imagesTr`` (split "train") or ``imagesTs`` (split "test") of an nnU-Net folder."""
     channel_names, file_ending = _nnunet_channel_names(root / "dataset.json")
     images_folder = root / ("imagesTr" if split == "train" else "imagesTs")
@@ -186,47 +221,46 @@ def _load_nnunet_split(root: Path, split: str, modalities: Sequence[str] | None)
         files.setdefault(match["case"], {})[int(match["channel"])] = path
     cases = []
     for case_id, channels in files.items():
+        listed = CaseFiles(case_id, {channel_names[index]: channels[index] for index in sorted(channel_names)
+                                     if index in channels}, None, str(images_folder))
         missing = [f"{case_id}_{index:04d}{file_ending}" for index in channel_names if index not in channels]
         if missing:
-            raise MultiModalSegError(
+            listed.missing_files = (
                 f"Case '{case_id}' in {images_folder} lacks {', '.join(missing)} "
                 f"(dataset.json names {len(channel_names)} channels); add the files or remove the case.")
         unknown = sorted(set(channels) - set(channel_names))
         if unknown:
-            raise MultiModalSegError(
+            listed.problem = (
                 f"Case '{case_id}' in {images_folder} has channel {unknown[0]:04d}, which dataset.json does not "
                 "name; add it to channel_names or remove the file.")
-        image_paths = {channel_names[index]: channels[index] for index in sorted(channel_names)}
         label_path = labels_folder / f"{case_id}{file_ending}"
-        cases.append(_load_files_case(case_id, image_paths, label_path if label_path.is_file() else None,
-                                      modalities, str(images_folder)))
+        listed.label_path = label_path if label_path.is_file() else None
+        cases.append(listed)
     return cases
 
 
-def _load_brats_folder(root: Path, modalities: Sequence[str] | None) -> list[Case]:
-    cases = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        case_id = folder.name
-        image_paths: dict[str, Path] = {}
-        label_path = None
-        for path in sorted(folder.iterdir()):
-            stem = _strip_image_suffix(path.name)
-            if stem is None or not path.is_file():
-                continue
-            if not stem.startswith((case_id + "_", case_id + "-")):
-                continue
-            name = stem[len(case_id) + 1:]
-            if name.lower() in BRATS_LABEL_NAMES:
-                label_path = path
-            elif name:
-                image_paths[name] = path
-        if not image_paths:
-            continue  # a subfolder without case_<modality> files is not a case
-        cases.append(_load_files_case(case_id, image_paths, label_path, modalities, str(folder)))
-    return cases
+def brats_case_files(folder: Path) -> CaseFiles | None:
+    """A BraTS-style case folder (``CASE/CASE_<modality>.nii.gz``) as files; None when no file is named so."""
+    case_id = folder.name
+    image_paths: dict[str, Path] = {}
+    label_path = None
+    for path in sorted(folder.iterdir()):
+        stem = strip_image_suffix(path.name)
+        if stem is None or not path.is_file():
+            continue
+        if not stem.startswith((case_id + "_", case_id + "-")):
+            continue
+        name = stem[len(case_id) + 1:]
+        if name.lower() in BRATS_LABEL_NAMES:
+            label_path = path
+        elif name:
+            image_paths[name] = path
+    if not image_paths:
+        return None  # a subfolder without case_<modality> files is not a case
+    return CaseFiles(case_id, image_paths, label_path, str(folder))
 
 
-def _load_json_list(path: Path, modalities: Sequence[str] | None) -> list[Case]:
+def _list_json(path: Path) -> list[CaseFiles]:
     try:
         description = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -248,8 +282,7 @@ def _load_json_list(path: Path, modalities: Sequence[str] | None) -> list[Case]:
         seen.add(case_id)
         image_paths = {str(name): base / str(file) for name, file in entry["images"].items()}
         label = entry.get("label")
-        label_path = base / str(label) if label else None
-        cases.append(_load_files_case(case_id, image_paths, label_path, modalities, str(path)))
+        cases.append(CaseFiles(case_id, image_paths, base / str(label) if label else None, str(path)))
     return cases
 
 
@@ -328,6 +361,45 @@ def _split_spec(spec: str) -> tuple[Path, str | None]:
     return path, None
 
 
+def data_spec_kind(spec: str) -> tuple[str, Path, str | None]:
+    """What a file-based spec names: ``("json" | "nnunet" | "folder", path, nnU-Net split or None)``.
+
+    Raises:
+        MultiModalSegError: the path does not exist, or is none of the three forms.
+    """
+    path, split = _split_spec(spec)
+    if path.is_file() and path.suffix.lower() == ".json" and split is None:
+        return "json", path, None
+    if path.is_dir() and (path / "dataset.json").is_file():
+        return "nnunet", path, split
+    if path.is_dir() and split is None:
+        return "folder", path, None
+    if not path.exists():
+        raise MultiModalSegError(
+            f"'{spec}' does not exist and is not a phantom: spec; pass a dataset folder, a case-list .json "
+            "or phantom:KIND:N.")
+    raise MultiModalSegError(
+        f"Cannot tell what '{spec}' is; pass an nnU-Net folder with dataset.json (optionally :train, :test "
+        "or :all), a folder with one subfolder per case, a case-list .json, or phantom:KIND:N.")
+
+
+def list_case_files(spec: str) -> list[CaseFiles]:
+    """The cases a file-based spec (nnU-Net folder, BraTS-style folder, case-list .json) names, unread.
+
+    The same cases, in the same order, as :func:`load_cases`, which reads them; a batch
+    prediction lists first and reads one case at a time, so one unreadable file fails its
+    case only.
+    """
+    kind, path, split = data_spec_kind(str(spec).strip())
+    if kind == "json":
+        return _list_json(path)
+    if kind == "nnunet":
+        splits = ["train", "test"] if split == "all" else [split or "train"]
+        return [listed for name in splits for listed in _list_nnunet_split(path, name)]
+    return [listed for folder in sorted(p for p in path.iterdir() if p.is_dir())
+            if (listed := brats_case_files(folder)) is not None]
+
+
 def load_cases(spec: str, modalities: list[str] | None = None, labeled: bool | None = None) -> list[Case]:
     """Read the cases a spec names (see the module docstring for the four spec forms).
 
@@ -353,22 +425,7 @@ def load_cases(spec: str, modalities: list[str] | None = None, labeled: bool | N
     if spec.startswith("phantom:"):
         cases = _load_phantoms(spec, modalities)
     else:
-        path, split = _split_spec(spec)
-        if path.is_file() and path.suffix.lower() == ".json" and split is None:
-            cases = _load_json_list(path, modalities)
-        elif path.is_dir() and (path / "dataset.json").is_file():
-            splits = ["train", "test"] if split == "all" else [split or "train"]
-            cases = [case for name in splits for case in _load_nnunet_split(path, name, modalities)]
-        elif path.is_dir() and split is None:
-            cases = _load_brats_folder(path, modalities)
-        elif not path.exists():
-            raise MultiModalSegError(
-                f"'{spec}' does not exist and is not a phantom: spec; pass a dataset folder, a case-list .json "
-                "or phantom:KIND:N.")
-        else:
-            raise MultiModalSegError(
-                f"Cannot tell what '{spec}' is; pass an nnU-Net folder with dataset.json (optionally :train, :test "
-                "or :all), a folder with one subfolder per case, a case-list .json, or phantom:KIND:N.")
+        cases = [listed.read(modalities) for listed in list_case_files(spec)]
     if labeled is not None:
         cases = [case for case in cases if case.is_labeled == labeled]
     if not cases:

@@ -4,7 +4,9 @@ Every long-running verb prints one JSON object per line, for example
 ``{"event": "progress", "stage": "inference", "done": 12, "total": 48}``, and ends with
 ``{"event": "result", ...}``, ``{"event": "error", "message": ...}`` or
 ``{"event": "cancelled"}``. Lines are flushed at once so a reader sees them live.
-A human-readable bar goes to stderr only when stderr is a terminal.
+When the lines go to a file or a pipe and stderr is a terminal (``mmseg predict ... > log``),
+a progress bar is drawn on stderr too. On a terminal the CLI uses the human reporter of
+:mod:`MultiModalSegLib.human_progress` instead (same events, no JSON).
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ class ProgressReporter:
         self.stream = stream if stream is not None else sys.stdout
         self.quiet = quiet
         self._started: dict[str, float] = {}
-        self._bar = (not quiet) and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self._stderr_bar: Any = None
+        if not quiet:
+            from MultiModalSegLib.human_progress import TerminalProgress, is_terminal, tqdm_available
+
+            if is_terminal(sys.stderr) and not is_terminal(self.stream) and tqdm_available():
+                self._stderr_bar = TerminalProgress(sys.stderr)
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         """Print one event line and return it as a dict."""
@@ -49,7 +56,18 @@ class ProgressReporter:
         if not self.quiet:
             self.stream.write(json.dumps(record) + "\n")
             self.stream.flush()
+            if self._stderr_bar is not None:
+                self._show_on_stderr(record)
         return record
+
+    def _show_on_stderr(self, record: dict[str, Any]) -> None:
+        from MultiModalSegLib.human_progress import progress_note
+
+        if record["event"] == "progress":
+            self._stderr_bar.update(str(record.get("stage", "")), int(record.get("done") or 0),
+                                    int(record.get("total") or 0), progress_note(record))
+        elif record["event"] in ("result", "error", "cancelled"):
+            self._stderr_bar.close()
 
     def progress(self, stage: str, done: int, total: int, **fields: Any) -> dict[str, Any]:
         """A ``progress`` event; adds seconds elapsed and an ETA for the stage."""
@@ -60,14 +78,11 @@ class ProgressReporter:
         record = self.emit("progress", stage=stage, done=done, total=total,
                            elapsed_s=round(elapsed, 3), eta_s=None if eta is None else round(eta, 1),
                            **fields)
-        if self._bar and total > 0:
-            width = 30
-            filled = int(width * done / total)
-            sys.stderr.write(f"\r{stage:>12} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-            if done >= total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
         return record
+
+    def restart_stage(self, stage: str) -> None:
+        """Count ``stage``'s elapsed time and ETA from now (a stage that repeats, e.g. per case)."""
+        self._started.pop(stage, None)
 
     def result(self, **fields: Any) -> dict[str, Any]:
         return self.emit("result", **fields)

@@ -62,6 +62,7 @@ def main() -> int:
     args = parser.parse_args()
     extra = [a for a in args.extra if a != "--"]
 
+    started = time.perf_counter()
     sections, timings = [], []
     for name in HALVES if args.only is None else (args.only,):
         text, seconds = run_half(name, args.work, extra)
@@ -81,7 +82,7 @@ def main() -> int:
         "patch, batch, seed, training cases); test cases come from a held-out seed block.\n"
     )
     atomic_write_text(args.output, header + "\n" + "\n\n".join(sections) + "\n")
-    print(f"wrote {args.output}")
+    print(f"Done in {(time.perf_counter() - started) / 60:.0f} min ({', '.join(timings)}): wrote {args.output}")
     return 0
 
 

@@ -1,8 +1,9 @@
-"""What ``tools/reproduce_maml.py`` and ``tools/reproduce_dtc.py`` share: reading back a finished arm."""
+"""What ``tools/reproduce_maml.py`` and ``tools/reproduce_dtc.py`` share: reading back a finished arm, evaluation bars."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +26,17 @@ def finished_arm(output: Path, key: str, iterations: int) -> dict[str, Any] | No
             "use another --work folder, or delete that arm's folder to train it again.")
     print(f"[{key}] trained already ({result['iterations']} iterations), skipping", flush=True)
     return result
+
+
+def evaluation_bar(stage: str) -> Callable[[int, int, dict[str, Any]], None] | None:
+    """``evaluate_model``'s progress callback drawing a bar on stderr when it is a terminal (else None)."""
+    from MultiModalSegLib.human_progress import stderr_progress
+
+    terminal = stderr_progress()
+    if terminal is None:
+        return None
+
+    def show(done: int, total: int, info: dict[str, Any]) -> None:
+        terminal.update(stage, done, total, str(info.get("case_id", "")) if info else "")
+
+    return show

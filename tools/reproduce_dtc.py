@@ -46,7 +46,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 sys.path.insert(0, str(REPOSITORY / "tools"))
 
-from reproduce_common import finished_arm
+from reproduce_common import evaluation_bar, finished_arm
 
 from MultiModalSegLib.errors import MultiModalSegError
 
@@ -154,7 +154,8 @@ def evaluate_arm(arm: Arm, cases: list[Any], args: argparse.Namespace) -> dict[s
     if not (folder / "summary.json").is_file():
         print(f"[eval {arm.key}] {len(cases)} held-out cases", flush=True)
         result = evaluate_model(args.work / arm.key / "last", cases, device="cpu", overlap=args.overlap,
-                                batch_size=2, bootstrap=args.bootstrap, seed=0, data=args.test_spec)
+                                batch_size=2, bootstrap=args.bootstrap, seed=0, data=args.test_spec,
+                                progress=evaluation_bar(f"eval {arm.key}"))
         result.write(folder)
     return json.loads((folder / "summary.json").read_text(encoding="utf-8"))
 

@@ -49,11 +49,12 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 sys.path.insert(0, str(REPOSITORY / "tools"))
 
-from reproduce_common import finished_arm
+from reproduce_common import evaluation_bar, finished_arm
 
 from MultiModalSegLib import bundled_configs
 from MultiModalSegLib.atomic import atomic_write_json, atomic_write_text
 from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.human_progress import relay_json_lines, stderr_progress
 
 TRAIN_SEED_BLOCK = 1
 TEST_SEED_BLOCK = 9
@@ -136,11 +137,13 @@ def train_arm(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
     if not resume and output.exists():
         command.append("--overwrite")  # an attempt that died before its first checkpoint
     with open(log, "a", encoding="utf-8") as stream:
-        completed = subprocess.run([sys.executable, *command[1:]], cwd=REPOSITORY, env=env, stdout=stream,
-                                   stderr=subprocess.STDOUT, check=False)
-    if completed.returncode != 0 or not result_path.is_file():
+        child = subprocess.Popen([sys.executable, *command[1:]], cwd=REPOSITORY, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace")
+        relay_json_lines(child.stdout, stream, stderr_progress())  # the log gets every line; a terminal a bar
+        returncode = child.wait()
+    if returncode != 0 or not result_path.is_file():
         raise MultiModalSegError(
-            f"Training {arm.key} failed (exit code {completed.returncode}); see {log}. Run the "
+            f"Training {arm.key} failed (exit code {returncode}); see {log}. Run the "
             "script again to resume it from its checkpoint.")
     result = json.loads(result_path.read_text(encoding="utf-8"))
     print(f"[{arm.key}] done in {result['seconds']:.0f} s", flush=True)
@@ -189,7 +192,8 @@ def evaluate_package(key: str, title: str, package_folder: Path, cases: list[Any
         return read_back(folder, key, title)
     print(f"[eval {key}] {len(cases)} cases" + (f" without {', '.join(missing)}" if missing else ""), flush=True)
     result = evaluate_model(package_folder, cases, missing=missing, device="cpu", overlap=args.overlap,
-                            batch_size=2, bootstrap=args.bootstrap, seed=0, data=args.test_spec)
+                            batch_size=2, bootstrap=args.bootstrap, seed=0, data=args.test_spec,
+                            progress=evaluation_bar(f"eval {key}"))
     result.write(folder)
     return read_back(folder, key, title)
 

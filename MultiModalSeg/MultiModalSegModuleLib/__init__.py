@@ -10,7 +10,7 @@ provides, through the scene logic (``MultiModalSegSceneLib``). One idea per modu
 ``backend_commands``  the backend's command lines, its Python and environment
 ``backend_jobs``      predict / fine-tune / versions / rollback: export, start, import (calls the scene logic)
 ``model_catalog``     the model packages the panel offers, with the summary of their card
-``modality_matching`` volumes to modalities by the manifest's name patterns; volumes grouped into cases
+``modality_matching`` re-exports MultiModalSegLib.modality_matching: volumes to modalities by name patterns
 ``dependencies``      torch and the other packages in Slicer's Python: checked by version, installed on request
 ``sample_data``       the bundled sample cases (file names, modalities) for SampleData and the self-tests
 ``self_test_steps``   the self-test bodies, run by the Slicer self-test and by pytest alike

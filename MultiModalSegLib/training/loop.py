@@ -14,7 +14,6 @@ written, so nothing is written after a signal arrives (see :mod:`.cancellation`)
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -83,25 +82,6 @@ def check_cancelled(token: CancellationToken, context: DistributedContext, devic
         token.check(iteration)
 
 
-class _TerminalBar:
-    """A one-line progress bar on stderr when it is a terminal (JSON lines stay on stdout)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-
-    def show(self, done: int, total: int, loss: float | None, eta: float | None) -> None:
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * done / max(total, 1))
-        eta_text = f" ETA {eta / 60:.1f} min" if eta is not None else ""
-        loss_text = f" loss {loss:.4f}" if loss is not None else ""
-        sys.stderr.write(f"\r  training [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{loss_text}{eta_text}")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 class TrainingLoop:
     """Runs iterations ``state.iteration .. total_iterations`` of one training job.
 
@@ -144,7 +124,6 @@ class TrainingLoop:
         self.on_best = on_best
         self.checkpoint_every = checkpoint_every
         self.on_checkpoint = on_checkpoint
-        self._bar = _TerminalBar(enabled=context.is_main and not reporter.quiet)
         self.seconds_per_iteration: float | None = None
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -214,7 +193,6 @@ class TrainingLoop:
                                        losses={k: round(v, 6) for k, v in terms.items()},
                                        lr=lr, seconds_per_iteration=round(self.seconds_per_iteration, 4),
                                        eta_s=round(eta, 1))
-                    self._bar.show(done, total, terms.get("loss"), eta)
             else:
                 self.state.last_losses = terms
 

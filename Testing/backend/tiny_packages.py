@@ -1,4 +1,4 @@
-"""Tiny, untrained but complete models and manifests for tests of the package, inference and CLI code."""
+"""Tiny, untrained but complete models and manifests, and small CT files, for tests of the package, inference and CLI code."""
 
 from __future__ import annotations
 
@@ -61,3 +61,18 @@ def tiny_dtc_manifest(model_id: str = "tiny-dtc") -> dict[str, Any]:
         "supports_missing_modalities": False,
         "provenance": {"data": "none (random weights for tests)"},
     }
+
+
+def write_small_ct(path, seed: int, shape=(8, 20, 20)):
+    """A small random int16 CT volume (1.5 x 1.5 x 4 mm) written to ``path``; returns the path."""
+    from pathlib import Path
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    path = Path(path)
+    image = sitk.GetImageFromArray(np.random.default_rng(seed).normal(50, 20, size=shape).astype(np.int16))
+    image.SetSpacing((1.5, 1.5, 4.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+    return path
