@@ -261,7 +261,7 @@ class MultiModalSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     @staticmethod
     def _showChoices(comboBox, choices, value: str, enabled: bool) -> None:
         if [(comboBox.itemText(i), comboBox.itemData(i) or "") for i in range(comboBox.count)] != [
-                (choice.text, choice.value) for choice in choices]:  # rebuilt only when it changed (an open popup stays)
+                (choice.text, choice.value) for choice in choices]:  # rebuilt only on change: an open popup stays
             comboBox.clear()
             for choice in choices:
                 comboBox.addItem(choice.text, choice.value)
@@ -367,8 +367,8 @@ class MultiModalSegTest(ScriptedLoadableModuleTest):
 
     def test_SegmentShowOverlaysFinetuneRollback(self) -> None:
         self.delayDisplay("Checking the backend's Python packages")
-        outcome = dependencies.ensure_backend_dependencies(
-            self.moduleLayout.requirements_path, dependencies.slicer_installer(confirm=slicer.util.confirmOkCancelDisplay))
+        installer = dependencies.slicer_installer(confirm=slicer.util.confirmOkCancelDisplay)
+        outcome = dependencies.ensure_backend_dependencies(self.moduleLayout.requirements_path, installer)
         if not outcome.ready:
             self.skipTest(outcome.message)
         case = sample_data.sample_case_by_name("MultiModalSegLiverPhantom")

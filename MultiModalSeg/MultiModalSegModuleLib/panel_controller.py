@@ -145,7 +145,8 @@ class PanelController:
 
     def on_scene_start_close(self) -> None:
         """The scene is closing: stop the job (its inputs and outputs are going away) and let go of the nodes."""
-        self.discard_job()
+        self.status = ""
+        self.discard_job("the scene was closed")
         self.parameters = None
         self.cases, self.versions, self.version_row = FinetuneCases(), [], -1
         self.view.refresh()
@@ -186,7 +187,8 @@ class PanelController:
         volumes = candidate_volumes(self.scene)
         current = self.current_model()
         user_decided = parameters.get("modelChosenByUser") or parameters.any_input_chosen_by_user()
-        holds_a_volume = current is not None and any(parameters.input_volumes(len(current.modalities)))
+        holds_a_volume = current is not None and any(
+            volume is not None for volume in parameters.input_volumes(len(current.modalities)))
         if current is None or not (user_decided or holds_a_volume):
             best = default_model(self.models, volumes)
             if best is not None and (current is None or best.model_id != current.model_id):
@@ -215,8 +217,8 @@ class PanelController:
     def choose_input(self, index: int, volume: Any) -> None:
         """The user set input row ``index`` to ``volume`` (None: "(missing)"); the panel will not change it."""
         model = self.current_model()
-        if self.parameters is None or self.job is not None or model is None or index >= min(len(model.modalities),
-                                                                                              MAX_INPUTS):
+        rows = min(len(model.modalities), MAX_INPUTS) if model is not None else 0
+        if self.parameters is None or self.job is not None or index >= rows:
             return self.view.refresh()
         if volume is not None and not is_input_candidate(volume):
             self.status = f"'{volume.GetName()}' is {why_not_an_input(volume) or 'hidden'}; it cannot be an input."
@@ -272,7 +274,7 @@ class PanelController:
             overlap=parameters.get("overlap"), segmentation_node=parameters.get("outputSegmentation")))
 
     def _inputs_problem(self, model: ModelChoice | None) -> str:
-        volumes = self.parameters.input_volumes()
+        volumes = self.parameters.input_volumes(len(model.modalities) if model is not None else 0)
         unusable = {index: why_not_an_input(volume) for index, volume in enumerate(volumes)
                     if volume is not None and why_not_an_input(volume)}
         return inputs_problem(model, volumes, unusable)
@@ -302,8 +304,9 @@ class PanelController:
             return self._report_failure(f"Could not start: {error}. See the Python console for details.")
         process = job if isinstance(job, BackendProcess) else job.process
         self.job = RunningJob(kind, job, process)
-        self.status = f"Running the {process.description}..."
-        self._log(f"Started the {process.description}.")
+        if kind != JOB_VERSIONS:  # listing versions is no news: the last outcome stays in the status line
+            self.status = f"Running the {process.description}..."
+            self._log(f"Started the {process.description}.")
         self.view.refresh()
 
     def cancel_job(self) -> None:
@@ -314,7 +317,7 @@ class PanelController:
             self._log(self.status)
             self.view.refresh()
 
-    def discard_job(self) -> None:
+    def discard_job(self, reason: str = "the module was closed") -> None:
         """Stop the job at once and remove its files (scene closing, module reloading)."""
         job, self.job = self.job, None
         if job is None:
@@ -327,7 +330,7 @@ class PanelController:
                 backend_jobs.discard_job(job.job)
         except Exception:
             logger.exception("MultiModalSeg could not stop its background job")
-        self.status = f"Stopped the {job.process.description}: the scene was closed."
+        self.status = f"Stopped the {job.process.description}: {reason}."
         self._log(self.status)
 
     def poll(self) -> None:
@@ -370,7 +373,6 @@ class PanelController:
                 self.refresh_versions()
             elif job.kind == JOB_VERSIONS:
                 self.versions, self.version_row = backend_jobs.finish_list_versions(job.job), -1
-                self.status = ""
             elif job.kind == JOB_ROLLBACK:
                 self._done(backend_jobs.finish_rollback(job.job))
                 self.reload_models()
@@ -467,7 +469,8 @@ class PanelController:
             self.status = "Check at least one corrected segmentation to fine-tune on."
             return self.view.refresh()
         unlabeled = [backend_jobs.UnlabeledCase(case_id=row.candidate.name, volume_nodes={
-                         modality: self.scene.GetNodeByID(volume_id) for modality, volume_id in row.candidate.volumes.items()})
+                         modality: self.scene.GetNodeByID(volume_id)
+                         for modality, volume_id in row.candidate.volumes.items()})
                      for row in self.cases.unlabeled if row.checked and row.candidate is not None]
         if not self._dependencies_ready():
             return

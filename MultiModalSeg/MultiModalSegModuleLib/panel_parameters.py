@@ -69,7 +69,8 @@ class Field:
         converted = {"str": str, "float": float, "int": int, "bool": bool}[self.kind](value)
         if self.choices and converted not in self.choices:
             raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}, not '{converted}'.")
-        if self.minimum is not None and converted < self.minimum or self.maximum is not None and converted > self.maximum:
+        too_small = self.minimum is not None and converted < self.minimum
+        if too_small or self.maximum is not None and converted > self.maximum:
             raise ValueError(f"{self.name} must be within {self.minimum}-{self.maximum}, not {converted}.")
         return converted
 

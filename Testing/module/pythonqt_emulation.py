@@ -35,7 +35,7 @@ def unwrap(value: Any) -> Any:
 
 
 def wrap(value: Any) -> Any:
-    return PythonQtObject(value) if isinstance(value, QtCore.QObject) and not isinstance(value, PythonQtObject) else value
+    return PythonQtObject(value) if isinstance(value, QtCore.QObject) else value
 
 
 class PythonQtObject:
@@ -148,7 +148,8 @@ STAND_INS = {"qMRMLWidget": MRMLWidget, "qMRMLNodeComboBox": NodeComboBox, "ctkS
 
 
 class _Loader(QtUiTools.QUiLoader):
-    def createWidget(self, class_name: str, parent: QtWidgets.QWidget | None = None, name: str = "") -> QtWidgets.QWidget:
+    def createWidget(self, class_name: str, parent: QtWidgets.QWidget | None = None,
+                     name: str = "") -> QtWidgets.QWidget:
         if class_name in STAND_INS:
             widget = STAND_INS[class_name](parent)
             widget.setObjectName(name)

@@ -126,6 +126,7 @@ def test_sources_parse_with_the_grammar_of_the_oldest_supported_slicers_python()
 
 def test_the_module_refuses_an_older_python_with_a_sentence(module_source: str) -> None:
     """On Slicer 5.8 (Python 3.9) the module stops before importing the packages, saying what to install."""
+    ast.parse(module_source, feature_version=(3, 9))  # Slicer 5.8's Python reaches the guard
     guard = module_source.index("if sys.version_info < (3, 11):")
     assert guard < module_source.index("from MultiModalSegModuleLib import")
     assert "supports Slicer 5.10 and 5.12 (Python 3.12)" in module_source[guard:guard + 300]

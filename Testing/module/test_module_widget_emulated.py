@@ -114,7 +114,7 @@ def test_the_widget_runs_a_users_session(slicer_application) -> None:
     ui.overlapSliderWidget._qobject.value = 0.0
     ui.applyButton.click()
     assert ui.applyButton.text == "Cancel" and ui.progressBar.visible and widget._timer.isActive()
-    process_events(application, until=lambda: controller.job is None)  # the timer polls the backend
+    process_events(application, until=lambda: controller.job is None, timeout=600)  # the timer polls the backend
     assert ui.statusLabel.text.startswith("Segmentation finished in "), ui.statusLabel.text
     assert ui.applyButton.text == "Apply" and not ui.progressBar.visible and not widget._timer.isActive()
     assert ui.outputSegmentationSelector.currentNode() is controller.parameters.get("outputSegmentation")

@@ -51,8 +51,9 @@ class Panel:
         self.scene = self.context.scene
         slice_logics_for_views(self.scene, self.context.application_logic)
         self.view = RecordingView()
-        self.controller = PanelController(self.scene, self.view, settings, ensure_dependencies,
-                                          list_models=lambda: model_catalog.list_model_choices(search_paths=[models_dir]))
+        self.controller = PanelController(
+            self.scene, self.view, settings, ensure_dependencies,
+            list_models=lambda: model_catalog.list_model_choices(search_paths=[models_dir]))
         self.view.controller = controller = self.controller
         # What the widget's scene observers do.
         self.observers = [
@@ -236,6 +237,7 @@ def test_apply_cancel_apply_then_fine_tune_and_versions(tiny_panel: Panel, setti
     controller.set_versions_shown(True)
     listed = run_until_idle(controller)
     assert [choice.text for choice in listed.versions] == ["v1 · bundled  (current)"]
+    assert listed.status == "Cancelled."  # listing versions leaves the last outcome in the status line
     controller.select_version(0)
     assert not panel.state.rollback_enabled  # the current version
     assert work_folders(settings) == []
