@@ -1,22 +1,33 @@
 """The backend's Python packages in Slicer's Python: checked by version, installed only when the user agrees.
 
-The backend runs with Slicer's Python (``PythonSlicer``), so torch, safetensors and edt
+The backend runs with Slicer's Python (``PythonSlicer``), so torch, safetensors, edt and scipy
 must be installed there; Slicer ships numpy and SimpleITK itself. ``Resources/requirements.txt``
-lists what is needed. Checking reads installed versions from package metadata
-(``importlib.metadata``) and imports nothing, so the panel stays fast and torch is never
-loaded into Slicer's own process (the backend imports it, in its own process).
+lists what is needed.
 
-Installing, in this order of preference:
+What is loaded where: *checking* reads installed versions from package metadata
+(``importlib.metadata``) and imports nothing. *Installing torch through the PyTorch extension*
+does load torch into Slicer's own process: ``PyTorchUtilsLogic.installTorch`` ends with
+``import torch`` and returns the module. Nothing in the module uses it there (segmentation and
+fine-tuning import torch in the backend process), but it stays in Slicer's memory until Slicer
+restarts, and upgrading torch later needs a restart. Where torch is installed otherwise (pip),
+it is not imported into Slicer.
 
-1. torch through the PyTorch extension (``PyTorchUtils``, a dependency of this extension)
-   when it is installed: it picks the CUDA or CPU build that fits the computer's GPU driver
-   and asks the user itself;
-2. everything still missing through ``slicer.packaging.pip_ensure`` (Slicer 5.9 and later),
-   which asks the user, installs with a progress dialog and offers a restart;
-3. otherwise ``slicer.util.pip_install`` after asking the user with ``confirm``.
+Installing, in this order:
 
-The versions are checked again afterwards; if something is still missing the user gets
-one sentence that says what and how to fix it.
+1. torch through the PyTorch extension (``PyTorchUtils``, a dependency of this extension) when
+   it is installed: it picks the CUDA or CPU build that fits the computer's GPU driver and asks
+   the user itself;
+2. everything still missing through ``slicer.packaging.pip_ensure`` (Slicer 5.12 and later),
+   which asks, installs with a progress dialog and offers a restart; it raises ``RuntimeError``
+   when the user declines and ``subprocess.CalledProcessError`` when pip fails;
+3. on Slicer 5.10, which has no ``slicer.packaging``: a question (``confirm``), then
+   ``slicer.util.pip_install``, which raises ``CalledProcessError`` when pip fails.
+
+In testing mode (``slicer.app.testingEnabled()``) nothing is installed: ``pip_ensure`` skips
+installing there, and ``PyTorchUtils`` would install without asking, so neither is called; the
+self-test skips with the outcome's sentence instead. Every outcome is one sentence for the panel:
+:class:`DependencyOutcome` (ready, declined, missing in testing mode) or :class:`DependencyError`
+(installing failed, or something is still missing afterwards).
 """
 
 from __future__ import annotations
@@ -24,8 +35,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import re
+import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +51,10 @@ __all__ = [
     "version_satisfies",
     "unmet_requirements",
     "describe_unmet",
+    "DependencyState",
+    "DependencyOutcome",
+    "SlicerInstaller",
+    "slicer_installer",
     "ensure_backend_dependencies",
 ]
 
@@ -141,61 +158,128 @@ def describe_unmet(unmet: Sequence[UnmetRequirement]) -> str:
     return ", ".join(item.describe() for item in unmet)
 
 
-def _install_torch_with_pytorch_extension(torch_requirement: Requirement) -> bool | None:
-    """Install torch with the PyTorch extension; None when that extension is not installed,
-    False when the user declined."""
-    try:
-        import PyTorchUtils  # the PyTorch extension's module (EXTENSION_DEPENDS PyTorch)
-    except ImportError:
-        return None
-    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-        askConfirmation=True, torchVersionRequirement=torch_requirement.specifier or None)
+class DependencyState(str, Enum):
+    READY = "ready"
+    DECLINED = "declined"
+    MISSING_IN_TESTING = "missing in testing mode"
+
+
+@dataclass(frozen=True)
+class DependencyOutcome:
+    """Whether the backend can run; ``message`` is the sentence for the panel (empty when ready)."""
+
+    state: DependencyState
+    message: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.state == DependencyState.READY
+
+
+@dataclass
+class SlicerInstaller:
+    """What installing needs from Slicer, so the order above runs (and is tested) without the application.
+
+    ``pip_ensure``: ``slicer.packaging.pip_ensure`` (None on Slicer 5.10). ``install_torch``: the
+    PyTorch extension's installer, taking a version specifier and returning False when the user
+    declined (None when the extension is not installed).
+    """
+
+    testing_enabled: Callable[[], bool]
+    confirm: Callable[[str], bool]
+    pip_install: Callable[[list[str]], Any]
+    pip_ensure: Callable[..., Any] | None = None
+    install_torch: Callable[[str], bool] | None = None
+
+
+def _install_torch_with_pytorch_extension(specifier: str) -> bool:
+    """``PyTorchUtilsLogic.installTorch``: asks, installs the build for this computer's GPU driver,
+    and imports torch into Slicer's process (it returns the module; None when the user declined)."""
+    import PyTorchUtils  # the PyTorch extension's module (EXTENSION_DEPENDS PyTorch)
+
+    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+                                                           torchVersionRequirement=specifier or None)
     return torch is not None
 
 
-def ensure_backend_dependencies(
-    requirements_path: str | Path,
-    confirm: Callable[[str], bool],
-) -> bool:
-    """Make sure Slicer's Python has the backend's packages; True when they are all there.
+def slicer_installer(confirm: Callable[[str], bool]) -> SlicerInstaller:
+    """The installer of the running Slicer (call inside Slicer only)."""
+    import importlib.util
 
-    Returns False when the user declined an installation. Raises :class:`DependencyError`
-    when packages are still missing after installing. Call inside Slicer only (it uses
-    ``slicer.util`` / ``slicer.packaging`` to install); ``confirm`` asks the user a question.
+    import slicer
+
+    try:
+        import slicer.packaging as slicer_packaging  # Slicer 5.12+
+    except ImportError:
+        slicer_packaging = None
+    return SlicerInstaller(
+        testing_enabled=lambda: bool(slicer.app.testingEnabled()),
+        confirm=confirm,
+        pip_install=slicer.util.pip_install,
+        pip_ensure=getattr(slicer_packaging, "pip_ensure", None),
+        install_torch=(_install_torch_with_pytorch_extension if importlib.util.find_spec("PyTorchUtils") else None),
+    )
+
+
+def _declined(unmet: Sequence[UnmetRequirement]) -> DependencyOutcome:
+    return DependencyOutcome(DependencyState.DECLINED, (
+        f"Not started: MultiModalSeg needs {describe_unmet(unmet)} in Slicer's Python and the installation was "
+        "declined; press the button again to be asked again."))
+
+
+def _install_failed(what: str, error: Exception) -> DependencyError:
+    code = getattr(error, "returncode", None)
+    how = f"pip stopped with exit code {code}" if code is not None else str(error)
+    return DependencyError(f"Installing {what} failed ({how}); see the Python console, check the internet "
+                           "connection and free disk space, then press the button again.")
+
+
+def ensure_backend_dependencies(requirements_path: str | Path, installer: SlicerInstaller) -> DependencyOutcome:
+    """Make sure Slicer's Python has the backend's packages (see the module docstring for the order).
+
+    Returns the outcome; raises :class:`DependencyError` when installing failed or left something missing.
     """
     requirements = read_requirements(requirements_path)
     unmet = unmet_requirements(requirements)
     if not unmet:
-        return True
-
-    import slicer
+        return DependencyOutcome(DependencyState.READY)
+    if installer.testing_enabled():
+        return DependencyOutcome(DependencyState.MISSING_IN_TESTING, (
+            f"Testing mode installs nothing, and Slicer's Python lacks {describe_unmet(unmet)}; install them "
+            "first (start Slicer without testing and press Apply) to run this test."))
 
     torch_unmet = [item for item in unmet if item.requirement.name.lower() == "torch"]
-    if torch_unmet:
-        installed = _install_torch_with_pytorch_extension(torch_unmet[0].requirement)
-        if installed is False:
-            return False
+    if torch_unmet and installer.install_torch is not None:
+        try:
+            installed = installer.install_torch(torch_unmet[0].requirement.specifier)
+        except (subprocess.CalledProcessError, OSError, RuntimeError) as error:
+            raise _install_failed("torch (PyTorch extension)", error) from error
+        if not installed:
+            return _declined(unmet)
         unmet = unmet_requirements(requirements)
 
     if unmet:
         specifiers = [str(item.requirement) for item in unmet]
         try:
-            import slicer.packaging as slicer_packaging
-        except ImportError:
-            slicer_packaging = None
-        if slicer_packaging is not None and hasattr(slicer_packaging, "pip_ensure"):
-            slicer_packaging.pip_ensure(specifiers, requester=REQUESTER)
-        else:
-            question = (f"MultiModalSeg needs these Python packages in Slicer: {describe_unmet(unmet)}. "
-                        "Download and install them now? This can take several minutes (torch is large).")
-            if not confirm(question):
-                return False
-            slicer.util.pip_install(specifiers)
+            if installer.pip_ensure is not None:
+                try:
+                    installer.pip_ensure(specifiers, requester=REQUESTER)
+                except RuntimeError as error:
+                    if "declin" in str(error).lower():  # pip_ensure: "User declined package installation"
+                        return _declined(unmet)
+                    raise
+            else:
+                question = (f"MultiModalSeg needs these Python packages in Slicer: {describe_unmet(unmet)}. "
+                            "Download and install them now? This can take several minutes (torch is large).")
+                if not installer.confirm(question):
+                    return _declined(unmet)
+                installer.pip_install(specifiers)
+        except (subprocess.CalledProcessError, OSError, RuntimeError) as error:
+            raise _install_failed(", ".join(specifiers), error) from error
 
     still_unmet = unmet_requirements(requirements)
     if still_unmet:
         raise DependencyError(
-            f"These Python packages are still missing or too old: {describe_unmet(still_unmet)}; install them "
-            "from Slicer's Python console with slicer.util.pip_install(...) or the PyTorch Utils module, then "
-            "restart Slicer.")
-    return True
+            f"These Python packages are still missing or too old: {describe_unmet(still_unmet)}; restart Slicer, "
+            "or install them from Slicer's Python console with slicer.util.pip_install(...).")
+    return DependencyOutcome(DependencyState.READY)

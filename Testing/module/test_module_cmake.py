@@ -40,7 +40,18 @@ def test_top_level_has_the_extension_metadata() -> None:
     assert values["EXTENSION_DEPENDS"] == "PyTorch"
     assert values["EXTENSION_ICONURL"].endswith("Resources/Icons/MultiModalSeg.png")
     assert "project(MultiModalSeg)" in text and "add_subdirectory(MultiModalSeg)" in text
-    assert "find_package(Slicer REQUIRED)" in text and "${Slicer_EXTENSION_CPACK}" in text
+    assert "find_package(Slicer 5.10 REQUIRED)" in text and "${Slicer_EXTENSION_CPACK}" in text
+
+
+def test_cmake_states_the_supported_slicer_versions_as_the_module_does() -> None:
+    from MultiModalSeg.MultiModalSegModuleLib import supported_versions
+
+    text = TOP_LEVEL.read_text(encoding="utf-8")
+    listed = re.search(r'set\(MULTIMODALSEG_SUPPORTED_SLICER_VERSIONS "([^"]+)"\)', text).group(1).split(";")
+    assert listed == [f"{major}.{minor}" for major, minor in supported_versions.SUPPORTED_SLICER_VERSIONS]
+    assert f"find_package(Slicer {listed[0]} REQUIRED)" in text
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    assert supported_versions.supported_versions_sentence() in " ".join(readme.split())
 
 
 def test_the_module_cmake_lists_files_that_exist() -> None:
@@ -82,7 +93,27 @@ def installed_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if completed.returncode != 0 and "COMPILER could be found" in completed.stdout + completed.stderr:
             pytest.skip("no C/C++ compiler: CMake's project() cannot configure (Slicer's build has one)")
         assert completed.returncode == 0, f"{' '.join(command[:2])} failed:\n{completed.stdout}\n{completed.stderr}"
-    return prefix / "lib" / "Slicer-5.11" / "qt-scripted-modules"
+    return prefix / "lib" / "Slicer-5.12" / "qt-scripted-modules"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version, accepted, warned", [("5.8", False, False), ("5.14", True, True)])
+def test_configuring_for_another_slicer_is_refused_or_warned(tmp_path: Path, version: str, accepted: bool,
+                                                              warned: bool) -> None:
+    """Slicer 5.8 is refused by find_package's version check; a newer one builds with a warning."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed")
+    completed = subprocess.run([cmake, "-S", str(REPOSITORY), "-B", str(tmp_path / "build"),
+                                f"-DSlicer_DIR={SLICER_CMAKE_STUB}", f"-DSLICER_STUB_VERSION={version}"],
+                               capture_output=True, text=True, timeout=300, check=False)
+    output = " ".join((completed.stdout + completed.stderr).split())  # CMake wraps its messages
+    if "COMPILER could be found" in output:
+        pytest.skip("no C/C++ compiler: CMake's project() cannot configure (Slicer's build has one)")
+    assert (completed.returncode == 0) == accepted, output
+    if not accepted:
+        assert "requested version \"5.10\"" in output
+    assert ("supports Slicer 5.10 and 5.12; building for Slicer 5.14, which is untested." in output) == warned, output
 
 
 def test_the_install_puts_everything_beside_the_module_script(installed_module: Path) -> None:

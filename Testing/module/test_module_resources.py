@@ -54,3 +54,33 @@ def test_sample_case_names_match_the_bundled_model_patterns() -> None:
 def test_the_bundled_sample_files_are_there() -> None:
     missing = [name for name in sample_data.expected_sample_file_names() if not (SAMPLE_DATA_DIR / name).is_file()]
     assert not missing, f"Resources/SampleData lacks {missing}"
+
+
+@pytest.mark.skipif(not SAMPLE_DATA_DIR.is_dir(), reason="Resources/SampleData is not there yet")
+def test_sample_data_is_registered_with_sha256_checksums_of_the_shipped_files(tmp_path) -> None:
+    """SampleData reuses a cached file unless a checksum says it is stale; with the digest of the shipped
+    file, an updated extension's phantoms replace the old cached copies. Checked with Slicer's own
+    checksum functions (slicer.util of slicer-core), as SampleData.downloadFile uses them."""
+    import shutil
+
+    import slicer.util
+
+    liver = sample_data.sample_case_by_name("MultiModalSegLiverPhantom")
+    arguments = sample_data.sample_data_source_arguments(liver, SAMPLE_DATA_DIR, ICON_FILE)
+    assert arguments["category"] == sample_data.SAMPLE_DATA_CATEGORY
+    assert arguments["fileNames"] == [liver.file_name(m) for m in liver.modalities]
+    assert arguments["nodeNames"] == [liver.node_name(m) for m in liver.modalities]
+    assert arguments["loadFileTypes"] == ["VolumeFile", "VolumeFile"] and "loadFileType" not in arguments
+    assert len(arguments["checksums"]) == len(arguments["uris"]) == 2
+    for uri, checksum in zip(arguments["uris"], arguments["checksums"]):
+        algorithm, digest = slicer.util.extractAlgoAndDigest(checksum)
+        path = SAMPLE_DATA_DIR / uri.rsplit("/", 1)[1]
+        assert algorithm == "SHA256" and slicer.util.computeChecksum(algorithm, str(path)) == digest
+
+    # A cached copy from an older release no longer matches: SampleData copies the file again.
+    cached = tmp_path / arguments["fileNames"][0]
+    shutil.copy(SAMPLE_DATA_DIR / arguments["fileNames"][0], cached)
+    with open(cached, "ab") as stream:
+        stream.write(b"\0")
+    algorithm, digest = slicer.util.extractAlgoAndDigest(arguments["checksums"][0])
+    assert slicer.util.computeChecksum(algorithm, str(cached)) != digest

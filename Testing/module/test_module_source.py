@@ -1,5 +1,6 @@
-"""The module script without Slicer: it compiles, calls only real ``slicer.util`` functions, says what
-it must (title, category, both papers), and its Qt-free half really is free of Qt and torch.
+"""The module script without Slicer: it compiles (with the supported Python's grammar), calls only real
+``slicer.util`` functions, says what it must (translatable title, category, both papers, supported
+versions), lies alone in its folder, and its Qt-free half really is free of Qt and torch.
 
 The module file itself imports ``qt`` and ``slicer.ScriptedLoadableModule``, which exist only in
 the Slicer application, so it is read here, not imported.
@@ -14,7 +15,9 @@ import re
 from pathlib import Path
 
 import pytest
-from module_testing import MODULE_LIB_DIR, MODULE_SCRIPT
+from module_testing import MODULE_DIR, MODULE_LIB_DIR, MODULE_SCRIPT, REPOSITORY
+
+from MultiModalSeg.MultiModalSegModuleLib import supported_versions
 
 
 def module_lib_files() -> list[Path]:
@@ -40,16 +43,38 @@ def test_every_slicer_util_function_called_exists_in_slicer_core(module_source: 
     assert not missing, f"slicer-core's slicer/util.py has no {missing}"
 
 
-def test_module_description(module_source: str) -> None:
-    assert 'self.parent.title = "MultiModalSeg"' in module_source
-    assert 'self.parent.categories = ["Segmentation"]' in module_source
-    assert "self.parent.contributors" in module_source and "self.parent.helpText" in module_source
-    acknowledgement = module_source.split("self.parent.acknowledgementText", 1)[1].split('"""', 2)[1]
-    compact = " ".join(acknowledgement.split())
+def _call_name(node: ast.AST) -> str:
+    return node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else ""
+
+
+def module_description_assignments(source: str) -> dict[str, ast.AST]:
+    """``self.parent.<name> = <value>`` in the module class's ``__init__``."""
+    tree = ast.parse(source)
+    module_class = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "MultiModalSeg")
+    return {target.attr: node.value for node in ast.walk(module_class) if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Attribute)
+            and ast.unparse(target.value) == "self.parent"}
+
+
+def test_module_description_is_translatable_and_names_the_papers_and_versions(module_source: str) -> None:
+    """Title, help and acknowledgement go through Slicer's ``_()`` (slicer.i18n.tr), the category through
+    ``translate("qSlicerAbstractCoreModule", ...)``, as the 5.10+ templates do."""
+    assert "from slicer.i18n import tr as _" in module_source
+    assigned = module_description_assignments(module_source)
+    for name in ("title", "helpText", "acknowledgementText"):
+        assert _call_name(assigned[name]) == "_", f"self.parent.{name} is not wrapped in _()"
+        assert isinstance(assigned[name].args[0], ast.Constant), f"lupdate needs a literal in _() for {name}"
+    assert assigned["title"].args[0].value == "MultiModalSeg"
+    category = assigned["categories"].elts[0]
+    assert _call_name(category) == "translate"
+    assert [argument.value for argument in category.args] == ["qSlicerAbstractCoreModule", "Segmentation"]
+    compact = " ".join(assigned["acknowledgementText"].args[0].value.split())
     assert "Modality-aware Mutual Learning for Multi-modal Medical Image Segmentation" in compact
     assert "MICCAI 2021" in compact
     assert "Semi-supervised Medical Image Segmentation through Dual-task Consistency" in compact
     assert "AAAI 2021" in compact
+    help_text = " ".join(assigned["helpText"].args[0].value.split())
+    assert supported_versions.supported_versions_sentence() in help_text
 
 
 def test_module_has_the_scripted_module_classes_and_self_test(module_source: str) -> None:
@@ -75,10 +100,36 @@ def test_the_self_test_runs_the_shared_steps(module_source: str) -> None:
     assert called <= set(self_test_steps.__all__)
 
 
-def test_no_top_level_helper_scripts_beside_the_module() -> None:
-    """Slicer loads every .py file in a module folder as a module; helpers must live in packages."""
-    assert sorted(p.name for p in MODULE_SCRIPT.parent.glob("*.py")) in (["MultiModalSeg.py"],
-                                                                         ["MultiModalSeg.py", "__init__.py"])
+def test_only_the_module_file_lies_directly_in_the_module_folder() -> None:
+    """Slicer's scripted-module factory (qSlicerScriptedLoadableModuleFactory::isValidFile) takes every
+    .py (and lone .pyc) file of a module folder as a module: an ``__init__.py`` there made every start
+    say "Fail to instantiate module __init__". Helpers live in the Lib packages."""
+    assert sorted(p.name for p in MODULE_DIR.iterdir() if p.suffix in (".py", ".pyc")) == ["MultiModalSeg.py"]
+
+
+def python_sources() -> list[Path]:
+    """The module file and every .py of the module's packages and of the backend."""
+    return [MODULE_SCRIPT, *sorted(MODULE_DIR.glob("MultiModalSeg*Lib/**/*.py")),
+            *sorted((REPOSITORY / "MultiModalSegLib").rglob("*.py"))]
+
+
+def test_sources_parse_with_the_grammar_of_the_oldest_supported_slicers_python() -> None:
+    """Slicer 5.10 and 5.12 both run Python 3.12 (Slicer_REQUIRED_PYTHON_VERSION 3.12.10); nothing may need
+    newer grammar. ``feature_version`` makes ``ast`` refuse what that Python could not parse."""
+    assert supported_versions.SUPPORTED_PYTHON == (3, 12)
+    sources = python_sources()
+    assert len(sources) > 80
+    for path in sources:
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path),
+                  feature_version=supported_versions.SUPPORTED_PYTHON)
+
+
+def test_the_module_refuses_an_older_python_with_a_sentence(module_source: str) -> None:
+    """On Slicer 5.8 (Python 3.9) the module stops before importing the packages, saying what to install."""
+    ast.parse(module_source, feature_version=(3, 9))  # Slicer 5.8's Python reaches the guard
+    guard = module_source.index("if sys.version_info < (3, 11):")
+    assert guard < module_source.index("from MultiModalSegModuleLib import")
+    assert "supports Slicer 5.10 and 5.12 (Python 3.12)" in module_source[guard:guard + 300]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -103,3 +154,30 @@ def test_the_widget_holds_no_file_format_knowledge(module_source: str) -> None:
     imports = imported_modules(MODULE_SCRIPT)
     assert not {"json", "subprocess", "SimpleITK", "numpy", "torch"} & imports
     assert ".nii" not in module_source and "result.json" not in module_source
+
+
+def test_the_widget_is_wiring_between_the_ui_and_the_controller(module_source: str) -> None:
+    """The widget calls only what the controller has, shows only what its state has, and holds no rule
+    (no matching, no scene logic, no backend): those are tested headless in test_panel_scenarios.py."""
+    from MultiModalSeg.MultiModalSegModuleLib.panel_controller import PanelController
+    from MultiModalSeg.MultiModalSegModuleLib.panel_state import PanelState
+
+    assert len(module_source.splitlines()) < 896 * 0.45, "the widget file grew back: move behaviour to the controller"
+    called = set(re.findall(r"\bcontroller\.([a-z_]+)", module_source))
+    assert {"enter", "poll", "apply_or_cancel", "choose_input", "select_overlay", "set_overlay_opacity"} <= called
+    assert not [name for name in called if not hasattr(PanelController, name) and name not in ("status",)]
+    shown = set(re.findall(r"\bstate\.([a-z_]+)", module_source))
+    assert len(shown) > 25 and shown <= set(PanelState.__dataclass_fields__)
+    rules = {"input_selection", "modality_matching", "backend_jobs", "finetune_cases", "slice_layers", "overlays"}
+    assert not rules & imported_names(MODULE_SCRIPT)
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module name imported (``from a.b import c`` gives a, b and c)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names |= set(node.module.split(".")) | {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {part for alias in node.names for part in alias.name.split(".")}
+    return names

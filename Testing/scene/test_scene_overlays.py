@@ -22,6 +22,9 @@ from MultiModalSeg.MultiModalSegSceneLib.overlays import (
 )
 from MultiModalSeg.MultiModalSegSceneLib.result_loader import load_result
 from MultiModalSeg.MultiModalSegSceneLib.slice_layers import (
+    PREVIOUS_FOREGROUND_ATTRIBUTE,
+    hide_overlay,
+    set_overlay_opacity,
     show_background,
     show_overlay,
     shown_overlay,
@@ -131,3 +134,32 @@ def test_show_overlay_refuses_bad_opacity_and_non_overlays(loaded, slicer_contex
         show_overlay(slicer_context.scene, loaded.overlays["uncertainty"], opacity=1.5)
     with pytest.raises(SceneLogicError, match="not a MultiModalSeg overlay"):
         show_overlay(slicer_context.scene, loaded.input_volumes["venous"])
+
+
+def test_hiding_gives_back_each_views_own_foreground_and_opacity_reaches_only_overlay_views(loaded,
+                                                                                         slicer_context) -> None:
+    """The user's own foreground volume (here the arterial phase in Red at 0.3) is never lost: showing an
+    overlay remembers it, hiding restores it, and opacity changes skip views that do not show the overlay."""
+    scene = slicer_context.scene
+    red, yellow, green = slice_composite_nodes(scene)
+    own = loaded.input_volumes["arterial"]
+    red.SetForegroundVolumeID(own.GetID())
+    red.SetForegroundOpacity(0.3)
+    assert shown_overlay(scene) is None  # the user's volume is no overlay
+    assert set_overlay_opacity(scene, None, 0.9) == 0 and red.GetForegroundOpacity() == pytest.approx(0.3)
+    assert hide_overlay(scene) == 0 and red.GetForegroundVolumeID() == own.GetID()
+
+    overlay = loaded.overlays["probability:tumor"]
+    show_overlay(scene, overlay, opacity=0.5)
+    assert red.GetAttribute(PREVIOUS_FOREGROUND_ATTRIBUTE) == f"{own.GetID()}|0.3"
+    yellow.SetForegroundVolumeID(own.GetID())  # changed by hand while the overlay shows
+    assert set_overlay_opacity(scene, overlay, 0.7) == 2
+    assert [node.GetForegroundOpacity() for node in (red, green)] == pytest.approx([0.7, 0.7])
+    assert yellow.GetForegroundOpacity() == pytest.approx(0.5)
+    show_overlay(scene, loaded.overlays["uncertainty"], opacity=0.4)  # overlay to overlay: the user's stays remembered
+    assert red.GetAttribute(PREVIOUS_FOREGROUND_ATTRIBUTE) == f"{own.GetID()}|0.3"
+
+    assert hide_overlay(scene) == 3
+    assert (red.GetForegroundVolumeID(), red.GetForegroundOpacity()) == (own.GetID(), pytest.approx(0.3))
+    assert not green.GetForegroundVolumeID() and red.GetAttribute(PREVIOUS_FOREGROUND_ATTRIBUTE) is None
+    assert shown_overlay(scene) is None

@@ -1,0 +1,16 @@
+# The stand-in's version, as Slicer's own SlicerConfigVersion.cmake (CMake/SlicerConfigVersion.cmake.in)
+# reports it: "<major>.<minor>", compatible with any requested version that is not newer. A test sets
+# SLICER_STUB_VERSION to see how the extension treats another Slicer.
+if(DEFINED SLICER_STUB_VERSION)
+  set(PACKAGE_VERSION "${SLICER_STUB_VERSION}")
+else()
+  set(PACKAGE_VERSION "5.12")
+endif()
+if("${PACKAGE_VERSION}" VERSION_LESS "${PACKAGE_FIND_VERSION}")
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+else()
+  set(PACKAGE_VERSION_COMPATIBLE TRUE)
+  if("${PACKAGE_VERSION}" VERSION_EQUAL "${PACKAGE_FIND_VERSION}")
+    set(PACKAGE_VERSION_EXACT TRUE)
+  endif()
+endif()
