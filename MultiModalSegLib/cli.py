@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from MultiModalSegLib import __version__
+from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_writable_folder
 from MultiModalSegLib.errors import MultiModalSegError
 from MultiModalSegLib.progress import ProgressReporter
 
@@ -70,6 +71,7 @@ def _check_output_folder(output: Path, inputs: dict[str, Path], overwrite: bool)
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise MultiModalSegError(
             f"The output folder {output} is not empty; choose a new folder or pass --overwrite.")
+    check_writable_folder(output, "output folder", OUTPUT_REMEDY)
 
 
 def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
@@ -142,6 +144,7 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace, reporter: ProgressReporter) -> int:
     from MultiModalSegLib.demo import run_demo as demo
 
+    check_writable_folder(args.output, "output folder", OUTPUT_REMEDY)
     summary = demo(args.output, seed=args.seed, reporter=reporter)
     reporter.result(**summary)
     return EXIT_OK
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args, reporter) or EXIT_OK)
     except MultiModalSegError as exc:
-        reporter.error(str(exc))
+        reporter.error(str(exc), **exc.details)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         reporter.emit("cancelled", message="Interrupted.")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from MultiModalSegLib.argtypes import non_negative_int, positive_int
+from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_finetune_destinations, check_writable_folder
 from MultiModalSegLib.errors import MultiModalSegError
 
 EXIT_OK = 0
@@ -225,6 +226,7 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
         config.architecture_overrides = parse_architecture(args.architecture)
     config.validate()
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
+    check_writable_folder(args.output, "output folder", OUTPUT_REMEDY)
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg train"
     with CancellationToken() as token:
         try:
@@ -254,6 +256,7 @@ def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
     if args.batch is not None and args.labeled_batch is None:
         config.labeled_batch_size = max(1, args.batch // 2)
     config.validate()
+    check_finetune_destinations(args.output, store=not args.no_store)
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg finetune"
     with CancellationToken() as token:
         try:

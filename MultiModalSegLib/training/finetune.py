@@ -129,6 +129,7 @@ def finetune(model: str | Path, labeled: str | list[str], unlabeled: str | list[
     """
     from MultiModalSegLib import model_store
     from MultiModalSegLib.datasets import validate_training_cases
+    from MultiModalSegLib.destinations import weights_kept_if_save_fails
     from MultiModalSegLib.progress import ProgressReporter
     from MultiModalSegLib.training.cancellation import CancellationToken
     from MultiModalSegLib.training.checkpoint import TrainingState
@@ -236,14 +237,15 @@ def finetune(model: str | Path, labeled: str | list[str], unlabeled: str | list[
                 "trained_on": (package.manifest.get("provenance") or {}).get("data"),
                 "software": software_versions(),
             }
-            if write_to_store:
-                written = model_store.add_version(module, manifest, model_card,
-                                                  minimum_version=package.version + 1, store=store)
-                version, folder = written.version, written.folder
-            else:
-                manifest["version"] = package.version + 1
-                written = save_model_package(module, manifest, output / "model", model_card(manifest))
-                version, folder = written.version, written.folder
+            manifest["version"] = package.version + 1
+            destination = (store or model_store.user_model_store_dir()) if write_to_store else output / "model"
+            with weights_kept_if_save_fails(module, lambda: manifest, destination, model_card):
+                if write_to_store:
+                    written = model_store.add_version(module, manifest, model_card,
+                                                      minimum_version=package.version + 1, store=store)
+                else:
+                    written = save_model_package(module, manifest, output / "model", model_card(manifest))
+            version, folder = written.version, written.folder
             reporter.emit("checkpoint", iteration=state.iteration, path=str(folder))
         outcome = FinetuneOutcome(output=output, is_main=context.is_main, model_id=package.id, version=version,
                                   folder=folder, source=source, iterations=state.iteration,

@@ -115,6 +115,7 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
     import torch
 
     from MultiModalSegLib.datasets import label_values_of, load_cases, validate_training_cases
+    from MultiModalSegLib.destinations import weights_kept_if_save_fails
     from MultiModalSegLib.progress import ProgressReporter
     from MultiModalSegLib.training.cancellation import CancellationToken
     from MultiModalSegLib.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
@@ -246,11 +247,15 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
             return save_model_package(module, manifest, output / selection, model_card(manifest)).folder
 
         def on_best(result: Any) -> None:
-            write_package(BEST, result.iteration)
+            with weights_kept_if_save_fails(module, lambda: manifest_for(BEST, result.iteration), output / BEST,
+                                            model_card):
+                write_package(BEST, result.iteration)
 
         def on_checkpoint(current: TrainingState) -> Path:
-            path = save_checkpoint(output / CHECKPOINT, module, optimizer, current, scaler)
-            write_package(LAST, current.iteration)
+            with weights_kept_if_save_fails(module, lambda: manifest_for(LAST, current.iteration),
+                                            output / CHECKPOINT, model_card):
+                path = save_checkpoint(output / CHECKPOINT, module, optimizer, current, scaler)
+                write_package(LAST, current.iteration)
             return path
 
         # the validator must be given on every rank (only rank 0 calls it), or the ranks' barriers differ
