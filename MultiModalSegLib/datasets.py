@@ -56,6 +56,7 @@ from MultiModalSegLib.errors import MultiModalSegError
 __all__ = [
     "PHANTOM_SEED_STRIDE",
     "Case",
+    "dataset_label_names",
     "geometry_difference",
     "label_values_of",
     "load_cases",
@@ -70,6 +71,11 @@ PHANTOM_SEED_STRIDE = 100_000
 NNUNET_SPLITS = ("train", "test", "all")
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 BRATS_LABEL_NAMES = ("seg", "label")
+BRATS_LABELS: tuple[tuple[frozenset[str], dict[int, str]], ...] = (
+    (frozenset({"t1", "t1ce", "t2", "flair"}), {1: "necrotic_core", 2: "edema", 4: "enhancing_tumor"}),
+    (frozenset({"t1n", "t1c", "t2w", "t2f"}), {1: "necrotic_core", 2: "edema", 3: "enhancing_tumor"}),
+)
+"""BraTS sequence names (2018-2021, 2023) and the label names of BraTS' values in that edition."""
 
 
 @dataclass
@@ -200,26 +206,32 @@ def _load_nnunet_split(root: Path, split: str, modalities: Sequence[str] | None)
     return cases
 
 
+def _case_folder_files(folder: Path) -> tuple[dict[str, Path], Path | None]:
+    """``CASE/CASE_<name>`` image files by name, and the ``seg``/``label`` file, of one case folder."""
+    case_id = folder.name
+    image_paths: dict[str, Path] = {}
+    label_path = None
+    for path in sorted(folder.iterdir()):
+        stem = _strip_image_suffix(path.name)
+        if stem is None or not path.is_file():
+            continue
+        if not stem.startswith((case_id + "_", case_id + "-")):
+            continue
+        name = stem[len(case_id) + 1:]
+        if name.lower() in BRATS_LABEL_NAMES:
+            label_path = path
+        elif name:
+            image_paths[name] = path
+    return image_paths, label_path
+
+
 def _load_brats_folder(root: Path, modalities: Sequence[str] | None) -> list[Case]:
     cases = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        case_id = folder.name
-        image_paths: dict[str, Path] = {}
-        label_path = None
-        for path in sorted(folder.iterdir()):
-            stem = _strip_image_suffix(path.name)
-            if stem is None or not path.is_file():
-                continue
-            if not stem.startswith((case_id + "_", case_id + "-")):
-                continue
-            name = stem[len(case_id) + 1:]
-            if name.lower() in BRATS_LABEL_NAMES:
-                label_path = path
-            elif name:
-                image_paths[name] = path
+        image_paths, label_path = _case_folder_files(folder)
         if not image_paths:
             continue  # a subfolder without case_<modality> files is not a case
-        cases.append(_load_files_case(case_id, image_paths, label_path, modalities, str(folder)))
+        cases.append(_load_files_case(folder.name, image_paths, label_path, modalities, str(folder)))
     return cases
 
 
@@ -359,6 +371,76 @@ def load_cases(spec: str, modalities: list[str] | None = None, labeled: bool | N
             f"'{spec}' holds no {which}cases; check the folder layout (nnU-Net imagesTr/labelsTr, "
             "CASE/CASE_<modality>.nii.gz, or a case-list .json).")
     return cases
+
+
+# --------------------------------------------------------------------------- label names
+
+
+def _names_from_labels_entry(labels: object, where: str) -> dict[int, str]:
+    """Value -> name from a ``labels`` object: nnU-Net v2 ``{"liver": 1}`` or v1 ``{"1": "liver"}``.
+
+    Background (0) is left out; entries that are neither (nnU-Net v2 region lists) are skipped.
+    """
+    if not isinstance(labels, Mapping):
+        raise MultiModalSegError(
+            f"The \"labels\" entry of {where} must map names to values ({{\"liver\": 1}}) or values to names "
+            "({\"1\": \"liver\"}); fix it or leave it out (the labels are then called label_<value>).")
+    names: dict[int, str] = {}
+    for key, value in labels.items():
+        key = str(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            names[int(value)] = key
+        elif isinstance(value, str) and value.isdigit() and not key.isdigit():
+            names[int(value)] = key
+        elif key.isdigit() and isinstance(value, str):
+            names[int(key)] = value
+    names.pop(0, None)
+    return names
+
+
+def _brats_label_names(root: Path) -> dict[int, str]:
+    """BraTS names when the case folders hold BraTS sequences (2018-2021 or 2023 naming), else none."""
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        image_paths, _ = _case_folder_files(folder)
+        if image_paths:
+            sequences = {name.lower() for name in image_paths}
+            for brats_sequences, names in BRATS_LABELS:
+                if brats_sequences <= sequences:
+                    return dict(names)
+            return {}
+    return {}
+
+
+def dataset_label_names(spec: str) -> dict[int, str]:
+    """The label names a data set's own description gives, by value; empty when it names none.
+
+    From nnU-Net's ``dataset.json`` ``labels``; from a JSON case list written as
+    ``{"labels": {...}, "cases": [...]}``; from a BraTS layout (case folders holding the
+    BraTS sequences: BraTS' region names for its values). Never from the label values alone:
+    a liver data set with values 1 and 2 is not a tumour data set.
+    """
+    spec = str(spec).strip()
+    if spec.startswith("phantom:"):
+        return {}
+    path, _ = _split_spec(spec)
+    if path.is_file() and path.suffix.lower() == ".json":
+        try:
+            description = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}  # load_cases has said what is wrong with it
+        if isinstance(description, dict) and "labels" in description:
+            return _names_from_labels_entry(description["labels"], str(path))
+        return {}
+    if path.is_dir() and (path / "dataset.json").is_file():
+        try:
+            description = json.loads((path / "dataset.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        labels = description.get("labels") if isinstance(description, dict) else None
+        return _names_from_labels_entry(labels, str(path / "dataset.json")) if labels is not None else {}
+    if path.is_dir():
+        return _brats_label_names(path)
+    return {}
 
 
 # --------------------------------------------------------------------------- checks
