@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from MultiModalSegLib import __version__
 from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_writable_folder
@@ -75,9 +76,8 @@ def _check_output_folder(output: Path, inputs: dict[str, Path], overwrite: bool)
 
 
 def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
-    from MultiModalSegLib.imageio import read_image
-    from MultiModalSegLib.inference import predict
-    from MultiModalSegLib.weights import load_model_package
+    from MultiModalSegLib.staged_output import remove_stale_staging
+    from MultiModalSegLib.training.cancellation import CancellationToken, RunCancelled, report_cancelled
 
     inputs = parse_named_inputs(args.input)
     if not inputs:
@@ -86,19 +86,54 @@ def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
         raise MultiModalSegError(f"--overlap must be in [0, 1), got {args.overlap}.")
     if args.batch_size < 1:
         raise MultiModalSegError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    remove_stale_staging(args.output)  # what a killed run left is no reason to call the folder busy
     _check_output_folder(args.output, inputs, args.overwrite)
+    with CancellationToken() as token:
+        try:
+            return _predict_case(args, inputs, reporter, token)
+        except RunCancelled as exc:
+            return report_cancelled(reporter, exc)
+
+
+def _predict_case(args: argparse.Namespace, inputs: dict[str, Path], reporter: ProgressReporter, token: Any) -> int:
+    """Load, segment and write one case; SIGTERM/SIGINT (``token``) stop it at the next window.
+
+    The files go to a staging folder that becomes ``args.output`` only when all are written
+    (staged_output.py): a cancel before that leaves the output as it was.
+    """
+    from MultiModalSegLib.imageio import read_image
+    from MultiModalSegLib.inference import predict
+    from MultiModalSegLib.staged_output import staged_output_folder
+    from MultiModalSegLib.training.cancellation import note_late_cancel
+    from MultiModalSegLib.weights import load_model_package
+
+    windows = [0]
+
+    def check_cancelled() -> None:
+        token.check(windows[0], "Prediction", "window")
+
+    def on_progress(done: int, total: int) -> None:
+        windows[0] = done
+        reporter.progress("inference", done, total)
+        check_cancelled()
+
     reporter.emit("started", verb="predict", model=str(args.model))
     package = load_model_package(args.model)
+    check_cancelled()
     images = {}
     for index, (name, path) in enumerate(inputs.items(), start=1):
         images[name] = read_image(path)
         reporter.progress("loading", index, len(inputs), modality=name)
+        check_cancelled()
     result = predict(package, images, device=args.device, overlap=args.overlap, batch_size=args.batch_size,
-                     largest_component=args.largest_component,
-                     progress=lambda done, total: reporter.progress("inference", done, total))
+                     largest_component=args.largest_component, progress=on_progress)
     del images
-    reporter.progress("writing", 0, 1)
-    summary = result.write(args.output, inputs={k: str(v.resolve()) for k, v in inputs.items()})
+    with staged_output_folder(args.output) as staged:
+        reporter.progress("writing", 0, 1)
+        summary = result.write(staged.folder, inputs={k: str(v.resolve()) for k, v in inputs.items()})
+        check_cancelled()  # the last moment a cancel leaves the output as it was
+        staged.commit()
+    note_late_cancel(token, reporter, "the results were written")
     reporter.progress("writing", 1, 1)
     reporter.result(output=str(args.output.resolve()), result_json=str((args.output / "result.json").resolve()),
                     files=summary["files"], timing=summary["timing"], available=summary["available"])

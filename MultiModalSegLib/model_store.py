@@ -149,19 +149,12 @@ def _write_current(model_id: str, version: int, root: Path) -> None:
 
 def _remove_stale_incoming(model_dir: Path) -> None:
     """Remove staging folders of writers that no longer run (their pid is in the name)."""
+    from MultiModalSegLib.atomic import process_is_running
+
     for stale in model_dir.glob(f"{INCOMING_PREFIX}*"):
         match = re.match(rf"^{re.escape(INCOMING_PREFIX)}(\d+)-", stale.name)
         pid = int(match.group(1)) if match else None
-        alive = False
-        if pid is not None and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-                alive = True
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:
-                alive = True
-        if not alive:
+        if pid is None or pid == os.getpid() or not process_is_running(pid):
             shutil.rmtree(stale, ignore_errors=True)
 
 

@@ -186,14 +186,8 @@ def _quiet_unless_rank_zero(reporter: Any) -> None:
         reporter.quiet = True
 
 
-def _cancelled(reporter: Any, exc: Any) -> int:
-    reporter.emit("cancelled", message=str(exc), signal=exc.signal_name, iteration=exc.iteration,
-                  exit_code=exc.exit_code)
-    return exc.exit_code
-
-
 def run_train(args: argparse.Namespace, reporter: Any) -> int:
-    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled
+    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled, report_cancelled
     from MultiModalSegLib.training.config import TrainingConfig
     from MultiModalSegLib.training.train import train
 
@@ -235,14 +229,14 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
                             overwrite=args.overwrite, model_id=args.model_id,
                             reporter=reporter, token=token, command=command)
         except TrainingCancelled as exc:
-            return _cancelled(reporter, exc)
+            return report_cancelled(reporter, exc)
     if outcome.is_main:
         reporter.result(**outcome.summary())
     return EXIT_OK
 
 
 def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
-    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled
+    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled, report_cancelled
     from MultiModalSegLib.training.config import FinetuneConfig
     from MultiModalSegLib.training.finetune import finetune
 
@@ -264,7 +258,7 @@ def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
                                config=config, reporter=reporter, token=token, command=command,
                                write_to_store=not args.no_store)
         except TrainingCancelled as exc:
-            return _cancelled(reporter, exc)
+            return report_cancelled(reporter, exc)
     if outcome.is_main:
         reporter.result(**outcome.summary())
     return EXIT_OK
