@@ -41,3 +41,19 @@ def tiny_bundled_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     card = "# Tiny MAML\n\nAn untrained two-phase MAML used by the module tests; it segments nothing useful.\n"
     save_model_package(network, tiny_maml_manifest(), folder / TINY_MODEL_ID, model_card=card)
     return folder
+
+
+@pytest.fixture()
+def backend_settings(tmp_path: Path, tiny_bundled_models: Path, monkeypatch: pytest.MonkeyPatch):
+    """The backend with the tiny bundled model and an empty temporary model store (in this process too)."""
+    import sys
+
+    from module_testing import REPOSITORY
+
+    from MultiModalSeg.MultiModalSegModuleLib.backend_commands import BackendSettings
+
+    monkeypatch.setenv("MMSEG_BUNDLED_MODELS", str(tiny_bundled_models))
+    monkeypatch.setenv("MMSEG_MODEL_STORE", str(tmp_path / "store"))
+    return BackendSettings(library_parent_dir=REPOSITORY, python_executable=sys.executable,
+                           model_store=tmp_path / "store", bundled_models=tiny_bundled_models,
+                           work_parent=tmp_path / "work")

@@ -9,8 +9,6 @@ this CPU); the model store is a temporary folder.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 from module_testing import REPOSITORY, TINY_MODEL_ID
@@ -25,16 +23,6 @@ SAMPLE_DATA_DIR = REPOSITORY / "Resources" / "SampleData"
 LIVER = sample_data.sample_case_by_name("MultiModalSegLiverPhantom")
 
 needs_samples = pytest.mark.skipif(not LIVER.is_available(SAMPLE_DATA_DIR), reason="Resources/SampleData is missing")
-
-
-@pytest.fixture()
-def backend_settings(tmp_path: Path, tiny_bundled_models: Path, monkeypatch: pytest.MonkeyPatch) -> BackendSettings:
-    """The backend with the tiny bundled model and an empty temporary model store (in this process too)."""
-    monkeypatch.setenv("MMSEG_BUNDLED_MODELS", str(tiny_bundled_models))
-    monkeypatch.setenv("MMSEG_MODEL_STORE", str(tmp_path / "store"))
-    return BackendSettings(library_parent_dir=REPOSITORY, python_executable=sys.executable,
-                           model_store=tmp_path / "store", bundled_models=tiny_bundled_models,
-                           work_parent=tmp_path / "work")
 
 
 @needs_samples
