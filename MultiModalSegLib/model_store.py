@@ -160,13 +160,17 @@ def _remove_stale_incoming(model_dir: Path) -> None:
 
 def add_version(network: torch.nn.Module, manifest: dict[str, Any],
                 model_card: str | Callable[[dict[str, Any]], str] | None = None,
-                minimum_version: int = 1, make_current: bool = True, store: Path | None = None) -> ModelPackage:
+                minimum_version: int = 1, make_current: bool = True, store: Path | None = None,
+                before_commit: Callable[[], None] | None = None) -> ModelPackage:
     """Write ``network`` as the next version of ``manifest['id']`` and (by default) make it current.
 
     The version number is one more than the largest of: the store's versions and
     ``minimum_version - 1`` (pass the starting package's version + 1, so a fine-tuned bundled v1
     becomes v2). ``manifest['version']`` is set to that number. ``model_card`` may be a function
     of the final manifest (so the card can name the version).
+
+    The commit point is the rename of the complete staged package onto ``v<N>``;
+    ``before_commit`` runs just before it, and if it raises (a cancel), nothing was added.
     """
     from MultiModalSegLib.weights import save_model_package
 
@@ -187,6 +191,8 @@ def add_version(network: torch.nn.Module, manifest: dict[str, Any],
             card = model_card(final_manifest) if callable(model_card) else model_card
             save_model_package(network, final_manifest, staged, card)
             target = model_dir / f"v{version}"
+            if before_commit is not None:
+                before_commit()
             try:
                 if target.exists() and any(target.iterdir()):
                     continue

@@ -236,7 +236,12 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
 
 
 def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
-    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled, report_cancelled
+    from MultiModalSegLib.training.cancellation import (
+        CancellationToken,
+        TrainingCancelled,
+        note_late_cancel,
+        report_cancelled,
+    )
     from MultiModalSegLib.training.config import FinetuneConfig
     from MultiModalSegLib.training.finetune import finetune
 
@@ -259,6 +264,7 @@ def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
                                write_to_store=not args.no_store)
         except TrainingCancelled as exc:
             return report_cancelled(reporter, exc)
+        note_late_cancel(token, reporter, "the new version was saved")
     if outcome.is_main:
         reporter.result(**outcome.summary())
     return EXIT_OK
