@@ -322,6 +322,26 @@ def _split_spec(spec: str) -> tuple[Path, str | None]:
     return path, None
 
 
+NNUNET_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+
+
+def _refuse_nnunet_folder_without_description(path: Path, split: str | None) -> None:
+    """An nnU-Net raw folder (or one of its image folders) without ``dataset.json``: name the missing file.
+
+    Read as a folder of case folders it would hold "no cases", which does not say what is wrong.
+    """
+    root = path.parent if path.name in NNUNET_FOLDERS else path
+    if not root.is_dir() or (root / "dataset.json").is_file():
+        return
+    present = [name for name in NNUNET_FOLDERS if (root / name).is_dir()]
+    if present or split is not None:
+        what = f"has {', '.join(present)}" if present else f"was given with :{split}"
+        raise MultiModalSegError(
+            f"{root} looks like an nnU-Net raw folder (it {what}) but has no dataset.json; add dataset.json with "
+            "\"channel_names\" (e.g. {\"0\": \"arterial\", \"1\": \"venous\"}), \"labels\" and \"file_ending\", "
+            "as nnU-Net v2 writes it.")
+
+
 def load_cases(spec: str, modalities: list[str] | None = None, labeled: bool | None = None) -> list[Case]:
     """Read the cases a spec names (see the module docstring for the four spec forms).
 
@@ -348,6 +368,7 @@ def load_cases(spec: str, modalities: list[str] | None = None, labeled: bool | N
         cases = _load_phantoms(spec, modalities)
     else:
         path, split = _split_spec(spec)
+        _refuse_nnunet_folder_without_description(path, split)
         if path.is_file() and path.suffix.lower() == ".json" and split is None:
             cases = _load_json_list(path, modalities)
         elif path.is_dir() and (path / "dataset.json").is_file():
