@@ -189,6 +189,7 @@ def _quiet_unless_rank_zero(reporter: Any) -> None:
 def run_train(args: argparse.Namespace, reporter: Any) -> int:
     from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled, report_cancelled
     from MultiModalSegLib.training.config import TrainingConfig
+    from MultiModalSegLib.training.resume import OPTION_FIELDS, check_resume_settings
     from MultiModalSegLib.training.train import train
 
     _quiet_unless_rank_zero(reporter)
@@ -221,6 +222,9 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
     config.validate()
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
     check_writable_folder(args.output, "output folder", OUTPUT_REMEDY)
+    if args.resume:
+        check_resume_settings(args.output, config, [dest for dest in OPTION_FIELDS if getattr(args, dest, None)
+                                                    is not None], modalities)
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg train"
     with CancellationToken() as token:
         try:

@@ -11,7 +11,9 @@ Every one of them is replaced atomically, so a process killed at any moment leav
 complete package and checkpoint. ``--resume`` continues from ``OUTPUT/checkpoint`` with the
 checkpoint's settings (only the device, the worker count and -- to train longer -- the number of
 iterations may change), the same split, the
-optimizer state and the RNG states; the batch stream is re-seeded with ``seed + iteration``.
+optimizer state and the RNG states; the batch stream continues at the checkpoint's iteration (batch ``i``
+is seeded by seed, rank and ``i``), so on CPU a resumed run ends with the uninterrupted run's weights bit
+for bit. Other settings given with ``--resume`` are refused (``resume.py``).
 
 Under torchrun each rank runs this function; rank 0 validates and writes, the others train.
 """
@@ -129,6 +131,7 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
     )
     from MultiModalSegLib.training.loop import TrainingLoop, check_cancelled
     from MultiModalSegLib.training.package_manifest import build_manifest, model_card, utc_now
+    from MultiModalSegLib.training.resume import refuse_other_method
     from MultiModalSegLib.training.setup import (
         build_network,
         build_optimizer,
@@ -159,6 +162,7 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
         if resume:
             loaded = load_checkpoint(output / CHECKPOINT)
             saved = TrainingConfig.from_dict(loaded.record["config"])
+            refuse_other_method(saved.method, config.method, output)
             saved.device, saved.num_workers = config.device, config.num_workers
             extra = loaded.record.get("extra", {})
             if extra.get("data") and str(extra["data"]) != str(data):
