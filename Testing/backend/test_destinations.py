@@ -83,6 +83,7 @@ def test_demo_output_onto_a_file_is_one_sentence(tmp_path, capsys):
     assert target.read_text() == "the user's notes\n"
 
 
+@pytest.mark.slow
 def test_a_finetune_whose_store_fails_at_save_time_keeps_the_weights_and_says_where(stores, tmp_path, monkeypatch):  # noqa: F811
     """The store is writable at the start (the check passes) and becomes a file during training."""
     monkeypatch.setenv("MMSEG_RESCUE_DIR", str(tmp_path / "rescued"))
@@ -103,6 +104,7 @@ def test_a_finetune_whose_store_fails_at_save_time_keeps_the_weights_and_says_wh
     assert any(not torch.equal(trained[k], start[k]) for k in start), "the kept weights are the fine-tuned ones"
 
 
+@pytest.mark.slow
 def test_a_training_whose_output_fails_mid_run_keeps_the_weights_and_says_where(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MMSEG_RESCUE_DIR", str(tmp_path / "rescued"))
     output = tmp_path / "run"

@@ -38,6 +38,7 @@ def version_committed(event: dict) -> bool:
     return event["event"] == "checkpoint"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("no_store", [False, True])
 def test_a_sigterm_while_the_new_version_is_saved_cancels_and_writes_nothing(stores, tmp_path, monkeypatch,  # noqa: F811
                                                                              no_store):
@@ -54,6 +55,7 @@ def test_a_sigterm_while_the_new_version_is_saved_cancels_and_writes_nothing(sto
     assert leftovers(tmp_path) == [] and leftover_temporary_files(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_sigterm_after_the_commit_point_finishes_the_run_and_says_so(stores, tmp_path, monkeypatch):  # noqa: F811
     output = tmp_path / "out"
     code, events, terminate = finetune_with_sigterm_at(version_committed, output, monkeypatch)

@@ -61,6 +61,7 @@ def test_resume_with_another_method_or_network_is_refused_in_a_sentence(dtc_run,
     assert load_checkpoint(dtc_run / "checkpoint").record == before, "a refused resume changed the checkpoint"
 
 
+@pytest.mark.slow
 def test_the_same_command_with_resume_and_a_longer_run_is_accepted(dtc_run, capsys):
     code, last = resume(capsys, dtc_run, "--iterations", "3", "--validate-every", "50", "--checkpoint-every", "3")
     assert code == 0 and last["event"] == "result" and last["iterations"] == 3
