@@ -92,6 +92,19 @@ def atomic_write_json(final_path: str | os.PathLike[str], value: Any) -> Path:
     return atomic_write_text(final_path, json.dumps(value, indent=2, sort_keys=False) + "\n")
 
 
+def process_is_running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a staging folder named by its pid may still be written)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists (another user's), or we cannot tell: leave its files alone
+    return True
+
+
 def leftover_temporary_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Temporary files that an interrupted writer left in ``folder`` (recursively)."""
     return sorted(p for p in Path(folder).rglob(f"*{TEMPORARY_MARKER}*") if p.is_file())

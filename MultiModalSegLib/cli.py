@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from MultiModalSegLib import __version__
 from MultiModalSegLib.argtypes import add_postprocessing_arguments
+from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_writable_folder
 from MultiModalSegLib.errors import MultiModalSegError
 from MultiModalSegLib.human_progress import reporter_for
 from MultiModalSegLib.progress import ProgressReporter
@@ -82,12 +84,12 @@ def _check_output_folder(output: Path, inputs: dict[str, Path], overwrite: bool)
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise MultiModalSegError(
             f"The output folder {output} is not empty; choose a new folder or pass --overwrite.")
+    check_writable_folder(output, "output folder", OUTPUT_REMEDY)
 
 
 def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
-    from MultiModalSegLib.imageio import read_image
-    from MultiModalSegLib.inference import predict
-    from MultiModalSegLib.weights import load_model_package
+    from MultiModalSegLib.staged_output import remove_stale_staging
+    from MultiModalSegLib.training.cancellation import CancellationToken, RunCancelled, report_cancelled
 
     if args.data is not None:
         from MultiModalSegLib.batch_predict import run_batch_predict
@@ -105,21 +107,56 @@ def run_predict(args: argparse.Namespace, reporter: ProgressReporter) -> int:
         raise MultiModalSegError(f"--overlap must be in [0, 1), got {args.overlap}.")
     if args.batch_size < 1:
         raise MultiModalSegError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    remove_stale_staging(args.output)  # what a killed run left is no reason to call the folder busy
     _check_output_folder(args.output, inputs, args.overwrite)
+    with CancellationToken() as token:
+        try:
+            return _predict_case(args, inputs, reporter, token)
+        except RunCancelled as exc:
+            return report_cancelled(reporter, exc)
+
+
+def _predict_case(args: argparse.Namespace, inputs: dict[str, Path], reporter: ProgressReporter, token: Any) -> int:
+    """Load, segment and write one case; SIGTERM/SIGINT (``token``) stop it at the next window.
+
+    The files go to a staging folder that becomes ``args.output`` only when all are written
+    (staged_output.py): a cancel before that leaves the output as it was.
+    """
+    from MultiModalSegLib.imageio import read_image
+    from MultiModalSegLib.inference import predict
+    from MultiModalSegLib.staged_output import staged_output_folder
+    from MultiModalSegLib.training.cancellation import note_late_cancel
+    from MultiModalSegLib.weights import load_model_package
+
+    windows = [0]
+
+    def check_cancelled() -> None:
+        token.check(windows[0], "Prediction", "window")
+
+    def on_progress(done: int, total: int) -> None:
+        windows[0] = done
+        reporter.progress("inference", done, total)
+        check_cancelled()
+
     reporter.emit("started", verb="predict", model=str(args.model))
     package = load_model_package(args.model)
+    check_cancelled()
     images = {}
     for index, (name, path) in enumerate(inputs.items(), start=1):
         images[name] = read_image(path)
         reporter.progress("loading", index, len(inputs), modality=name)
+        check_cancelled()
     result = predict(package, images, device=args.device, overlap=args.overlap, batch_size=args.batch_size,
-                     largest_component=args.largest_component, tta=args.tta,
-                     progress=lambda done, total: reporter.progress("inference", done, total))
+                     largest_component=args.largest_component, tta=args.tta, progress=on_progress)
     del images
     for message in result.warnings:
         reporter.warning(message)
-    reporter.progress("writing", 0, 1)
-    summary = result.write(args.output, inputs={k: str(v.resolve()) for k, v in inputs.items()})
+    with staged_output_folder(args.output) as staged:
+        reporter.progress("writing", 0, 1)
+        summary = result.write(staged.folder, inputs={k: str(v.resolve()) for k, v in inputs.items()})
+        check_cancelled()  # the last moment a cancel leaves the output as it was
+        staged.commit()
+    note_late_cancel(token, reporter, "the results were written")
     reporter.progress("writing", 1, 1)
     reporter.result(output=str(args.output.resolve()), result_json=str((args.output / "result.json").resolve()),
                     files=summary["files"], timing=summary["timing"], available=summary["available"])
@@ -162,6 +199,7 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace, reporter: ProgressReporter) -> int:
     from MultiModalSegLib.demo import run_demo as demo
 
+    check_writable_folder(args.output, "output folder", OUTPUT_REMEDY)
     summary = demo(args.output, seed=args.seed, reporter=reporter)
     reporter.result(**summary)
     return EXIT_OK
@@ -208,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args, reporter) or EXIT_OK)
     except MultiModalSegError as exc:
-        reporter.error(str(exc))
+        reporter.error(str(exc), **exc.details)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         reporter.emit("cancelled", message="Interrupted.")

@@ -65,6 +65,7 @@ __all__ = [
     "list_case_files",
     "match_modality_name",
     "strip_image_suffix",
+    "dataset_label_names",
     "geometry_difference",
     "label_values_of",
     "load_cases",
@@ -79,6 +80,11 @@ PHANTOM_SEED_STRIDE = 100_000
 NNUNET_SPLITS = ("train", "test", "all")
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 BRATS_LABEL_NAMES = ("seg", "label")
+BRATS_LABELS: tuple[tuple[frozenset[str], dict[int, str]], ...] = (
+    (frozenset({"t1", "t1ce", "t2", "flair"}), {1: "necrotic_core", 2: "edema", 4: "enhancing_tumor"}),
+    (frozenset({"t1n", "t1c", "t2w", "t2f"}), {1: "necrotic_core", 2: "edema", 3: "enhancing_tumor"}),
+)
+"""BraTS sequence names (2018-2021, 2023) and the label names of BraTS' values in that edition."""
 
 
 @dataclass
@@ -361,6 +367,26 @@ def _split_spec(spec: str) -> tuple[Path, str | None]:
     return path, None
 
 
+NNUNET_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+
+
+def _refuse_nnunet_folder_without_description(path: Path, split: str | None) -> None:
+    """An nnU-Net raw folder (or one of its image folders) without ``dataset.json``: name the missing file.
+
+    Read as a folder of case folders it would hold "no cases", which does not say what is wrong.
+    """
+    root = path.parent if path.name in NNUNET_FOLDERS else path
+    if not root.is_dir() or (root / "dataset.json").is_file():
+        return
+    present = [name for name in NNUNET_FOLDERS if (root / name).is_dir()]
+    if present or split is not None:
+        what = f"has {', '.join(present)}" if present else f"was given with :{split}"
+        raise MultiModalSegError(
+            f"{root} looks like an nnU-Net raw folder (it {what}) but has no dataset.json; add dataset.json with "
+            "\"channel_names\" (e.g. {\"0\": \"arterial\", \"1\": \"venous\"}), \"labels\" and \"file_ending\", "
+            "as nnU-Net v2 writes it.")
+
+
 def data_spec_kind(spec: str) -> tuple[str, Path, str | None]:
     """What a file-based spec names: ``("json" | "nnunet" | "folder", path, nnU-Net split or None)``.
 
@@ -368,6 +394,7 @@ def data_spec_kind(spec: str) -> tuple[str, Path, str | None]:
         MultiModalSegError: the path does not exist, or is none of the three forms.
     """
     path, split = _split_spec(spec)
+    _refuse_nnunet_folder_without_description(path, split)
     if path.is_file() and path.suffix.lower() == ".json" and split is None:
         return "json", path, None
     if path.is_dir() and (path / "dataset.json").is_file():
@@ -434,6 +461,76 @@ def load_cases(spec: str, modalities: list[str] | None = None, labeled: bool | N
             f"'{spec}' holds no {which}cases; check the folder layout (nnU-Net imagesTr/labelsTr, "
             "CASE/CASE_<modality>.nii.gz, or a case-list .json).")
     return cases
+
+
+# --------------------------------------------------------------------------- label names
+
+
+def _names_from_labels_entry(labels: object, where: str) -> dict[int, str]:
+    """Value -> name from a ``labels`` object: nnU-Net v2 ``{"liver": 1}`` or v1 ``{"1": "liver"}``.
+
+    Background (0) is left out; entries that are neither (nnU-Net v2 region lists) are skipped.
+    """
+    if not isinstance(labels, Mapping):
+        raise MultiModalSegError(
+            f"The \"labels\" entry of {where} must map names to values ({{\"liver\": 1}}) or values to names "
+            "({\"1\": \"liver\"}); fix it or leave it out (the labels are then called label_<value>).")
+    names: dict[int, str] = {}
+    for key, value in labels.items():
+        key = str(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            names[int(value)] = key
+        elif isinstance(value, str) and value.isdigit() and not key.isdigit():
+            names[int(value)] = key
+        elif key.isdigit() and isinstance(value, str):
+            names[int(key)] = value
+    names.pop(0, None)
+    return names
+
+
+def _brats_label_names(root: Path) -> dict[int, str]:
+    """BraTS names when the case folders hold BraTS sequences (2018-2021 or 2023 naming), else none."""
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        listed = brats_case_files(folder)
+        if listed is not None:
+            sequences = {name.lower() for name in listed.image_paths}
+            for brats_sequences, names in BRATS_LABELS:
+                if brats_sequences <= sequences:
+                    return dict(names)
+            return {}
+    return {}
+
+
+def dataset_label_names(spec: str) -> dict[int, str]:
+    """The label names a data set's own description gives, by value; empty when it names none.
+
+    From nnU-Net's ``dataset.json`` ``labels``; from a JSON case list written as
+    ``{"labels": {...}, "cases": [...]}``; from a BraTS layout (case folders holding the
+    BraTS sequences: BraTS' region names for its values). Never from the label values alone:
+    a liver data set with values 1 and 2 is not a tumour data set.
+    """
+    spec = str(spec).strip()
+    if spec.startswith("phantom:"):
+        return {}
+    path, _ = _split_spec(spec)
+    if path.is_file() and path.suffix.lower() == ".json":
+        try:
+            description = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}  # load_cases has said what is wrong with it
+        if isinstance(description, dict) and "labels" in description:
+            return _names_from_labels_entry(description["labels"], str(path))
+        return {}
+    if path.is_dir() and (path / "dataset.json").is_file():
+        try:
+            description = json.loads((path / "dataset.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        labels = description.get("labels") if isinstance(description, dict) else None
+        return _names_from_labels_entry(labels, str(path / "dataset.json")) if labels is not None else {}
+    if path.is_dir():
+        return _brats_label_names(path)
+    return {}
 
 
 # --------------------------------------------------------------------------- checks

@@ -17,11 +17,8 @@ Geometry travels untouched: the backend never converts LPS to RAS (docs/architec
 from __future__ import annotations
 
 import contextlib
-import gzip
 import logging
 import os
-import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ import SimpleITK as sitk
 
 from MultiModalSegLib.atomic import atomic_write_path
 from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.nifti_scan import check_nifti_file, non_finite_error
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +95,8 @@ def read_image(path: str | os.PathLike[str], series_id: str | None = None) -> si
     (:func:`list_dicom_series` lists them). The input file is only ever opened for reading.
 
     Raises :class:`MultiModalSegError` for a missing path, an unsupported extension, a folder
-    without DICOM, or a file that cannot be read completely (corrupt or truncated).
+    without DICOM, a file that cannot be read completely (corrupt or truncated), or one with
+    NaN/Inf voxels (for NIfTI counted in the raw bytes, since ITK would read them as 0).
     """
     path = Path(path)
     if not path.exists():
@@ -111,16 +110,29 @@ def read_image(path: str | os.PathLike[str], series_id: str | None = None) -> si
         raise MultiModalSegError(
             f"The image {path} has an unsupported format ('{suffix or 'no extension'}'); "
             f"give {_FORMAT_HINT}, or convert it to .nii.gz first.")
-    if suffix in (".nii", ".nii.gz"):
-        # ITK's NIfTI reader fills a truncated file's missing voxels with zeros without a word.
-        _check_nifti_complete(path)
+    nifti = suffix in (".nii", ".nii.gz")
+    if nifti:
+        # ITK's NIfTI reader reads a truncated file's lost voxels and every NaN/Inf as 0 without a
+        # word: check the raw bytes first (nifti_scan.py).
+        check_nifti_file(path)
     try:
         with _itk_warnings_silenced():
-            return sitk.ReadImage(str(path))
+            image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise MultiModalSegError(
             f"The image {path} could not be read ({_itk_reason(error)}); the file is probably corrupt or "
             "incomplete: copy or export it again.") from error
+    if not nifti:
+        _refuse_non_finite(image, path)
+    return image
+
+
+def _refuse_non_finite(image: sitk.Image, path: Path) -> None:
+    """NRRD, MetaImage and DICOM keep NaN/Inf as stored: count them in the image read."""
+    if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        bad = _count_non_finite(sitk.GetArrayViewFromImage(image))
+        if bad:
+            raise non_finite_error(path, bad)
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -131,63 +143,6 @@ def _looks_like_dicom(path: Path) -> bool:
             return handle.read(4) == b"DICM"
     except OSError:
         return False
-
-
-def _nifti_expected_bytes(header: bytes, path: Path) -> int:
-    """Header + voxel bytes a complete NIfTI-1/-2 file holds (``vox_offset + voxels * bitpix / 8``)."""
-    for endian in ("<", ">"):
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
-            dims = struct.unpack(endian + "8q", header[16:80])
-            vox_offset = struct.unpack(endian + "q", header[168:176])[0]
-            break
-    else:
-        raise MultiModalSegError(
-            f"The image {path} is not a valid NIfTI file (its header is missing or damaged); "
-            "copy or export it again.")
-    rank = min(max(int(dims[0]), 0), 7)
-    voxels = int(np.prod([max(int(d), 1) for d in dims[1:rank + 1]], dtype=np.int64)) if rank else 1
-    return int(vox_offset) + voxels * max(int(bitpix), 0) // 8
-
-
-def _check_nifti_complete(path: Path) -> None:
-    """Refuse a truncated NIfTI file, which ITK would read with zeros in place of the lost voxels."""
-    incomplete = MultiModalSegError(
-        f"The image {path} is incomplete (the file ends before all its voxels); it was probably cut off "
-        "while copying or downloading: copy or export it again.")
-    with open(path, "rb") as handle:
-        compressed = handle.read(2) == b"\x1f\x8b"
-        handle.seek(0)
-        if not compressed:
-            expected = _nifti_expected_bytes(handle.read(540), path)
-            if path.stat().st_size < expected:
-                raise incomplete
-            return
-        try:
-            with gzip.GzipFile(fileobj=handle) as stream:
-                expected = _nifti_expected_bytes(stream.read(540), path)
-        except (OSError, EOFError, zlib.error) as error:
-            raise incomplete from error
-        # Fast path: gzip's trailer stores the uncompressed length modulo 2**32.
-        handle.seek(-4, os.SEEK_END)
-        if struct.unpack("<I", handle.read(4))[0] == expected % 2**32:
-            return
-        # Trailer differs (truncated, or a multi-member gzip): decompress the stream to be sure.
-        handle.seek(0)
-        total = 0
-        try:
-            with gzip.GzipFile(fileobj=handle) as stream:
-                while chunk := stream.read(1 << 22):
-                    total += len(chunk)
-        except (OSError, EOFError, zlib.error) as error:
-            raise incomplete from error
-        if total < expected:
-            raise incomplete
 
 
 def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeriesInfo]:

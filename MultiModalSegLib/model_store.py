@@ -149,31 +149,28 @@ def _write_current(model_id: str, version: int, root: Path) -> None:
 
 def _remove_stale_incoming(model_dir: Path) -> None:
     """Remove staging folders of writers that no longer run (their pid is in the name)."""
+    from MultiModalSegLib.atomic import process_is_running
+
     for stale in model_dir.glob(f"{INCOMING_PREFIX}*"):
         match = re.match(rf"^{re.escape(INCOMING_PREFIX)}(\d+)-", stale.name)
         pid = int(match.group(1)) if match else None
-        alive = False
-        if pid is not None and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-                alive = True
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:
-                alive = True
-        if not alive:
+        if pid is None or pid == os.getpid() or not process_is_running(pid):
             shutil.rmtree(stale, ignore_errors=True)
 
 
 def add_version(network: torch.nn.Module, manifest: dict[str, Any],
                 model_card: str | Callable[[dict[str, Any]], str] | None = None,
-                minimum_version: int = 1, make_current: bool = True, store: Path | None = None) -> ModelPackage:
+                minimum_version: int = 1, make_current: bool = True, store: Path | None = None,
+                before_commit: Callable[[], None] | None = None) -> ModelPackage:
     """Write ``network`` as the next version of ``manifest['id']`` and (by default) make it current.
 
     The version number is one more than the largest of: the store's versions and
     ``minimum_version - 1`` (pass the starting package's version + 1, so a fine-tuned bundled v1
     becomes v2). ``manifest['version']`` is set to that number. ``model_card`` may be a function
     of the final manifest (so the card can name the version).
+
+    The commit point is the rename of the complete staged package onto ``v<N>``;
+    ``before_commit`` runs just before it, and if it raises (a cancel), nothing was added.
     """
     from MultiModalSegLib.weights import save_model_package
 
@@ -194,6 +191,8 @@ def add_version(network: torch.nn.Module, manifest: dict[str, Any],
             card = model_card(final_manifest) if callable(model_card) else model_card
             save_model_package(network, final_manifest, staged, card)
             target = model_dir / f"v{version}"
+            if before_commit is not None:
+                before_commit()
             try:
                 if target.exists() and any(target.iterdir()):
                     continue

@@ -37,11 +37,12 @@ foreground voxels, so the rarest class gets the largest share without starving t
 (patches centred on a small lesion still contain the organ around it). The measured effect
 is in docs/benchmarks.md (``python bench/bench_sampling.py``).
 
-Randomness: every draw takes a ``numpy.random.Generator``. The batch loader seeds one
-generator per (rank, worker) from ``numpy.random.SeedSequence([seed, rank, worker_id])``,
-so the stream is fixed by ``seed``, ``rank`` and ``num_workers``, and ranks of a
-DistributedDataParallel job draw different patches (unlike ``seed + rank``, seed 0 rank 1
-never equals seed 1 rank 0).
+Randomness: every draw takes a ``numpy.random.Generator``. The batch loader draws batch
+``i`` of rank ``r`` from its own generator, seeded ``numpy.random.SeedSequence([seed, r, i])``
+(:func:`batch_seed`), so the stream is fixed by ``seed`` and ``rank`` alone: the same with any
+number of worker processes, and a resumed training run continues it exactly by starting at
+batch ``i`` = the checkpoint's iteration (no state to save). Ranks of a DistributedDataParallel
+job draw different patches (unlike ``seed + rank``, seed 0 rank 1 never equals seed 1 rank 0).
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ __all__ = [
     "PatchSamplingConfig",
     "PreparedCase",
     "TwoStreamBatchLoader",
+    "batch_seed",
     "class_index_lookup",
     "pad_to_shape",
     "prepare_case",
-    "stream_seed",
 ]
 
 Shape3 = tuple[int, int, int]
@@ -536,16 +537,16 @@ def _random_gamma(image: np.ndarray, gamma_range: float, rng: np.random.Generato
 # --------------------------------------------------------------------------- batches
 
 
-def stream_seed(seed: int, rank: int = 0, worker_id: int = 0) -> np.random.SeedSequence:
-    """The seed of one batch stream: ``SeedSequence([seed, rank, worker_id])``."""
-    return np.random.SeedSequence([int(seed), int(rank), int(worker_id)])
+def batch_seed(seed: int, rank: int = 0, index: int = 0) -> np.random.SeedSequence:
+    """The seed of batch ``index`` of rank ``rank``: ``SeedSequence([seed, rank, index])``."""
+    return np.random.SeedSequence([int(seed), int(rank), int(index)])
 
 
 class _TwoStreamBatches(IterableDataset):
-    """Endless batches for one rank; each DataLoader worker draws its own seeded stream."""
+    """Endless batches for one rank from ``start_batch`` on; worker ``w`` of ``W`` makes batches ``w, w + W, ...``."""
 
     def __init__(self, sampler: PatchSampler, batch_size: int, labeled_batch_size: int, with_sdf: bool,
-                 seed: int, rank: int) -> None:
+                 seed: int, rank: int, start_batch: int = 0) -> None:
         super().__init__()
         self.sampler = sampler
         self.batch_size = batch_size
@@ -553,16 +554,19 @@ class _TwoStreamBatches(IterableDataset):
         self.with_sdf = with_sdf
         self.seed = seed
         self.rank = rank
+        self.start_batch = start_batch
         self.labeled = sampler.labeled_indices
         self.unlabeled = sampler.unlabeled_indices
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        worker_id = info.id if info is not None else 0
-        rng = np.random.default_rng(stream_seed(self.seed, self.rank, worker_id))
+        worker_id, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         sdf_threads = 1 if info is not None else None
+        # the DataLoader takes batches from its workers in turn, so the order stays 0, 1, 2, ...
+        index = self.start_batch + worker_id
         while True:
-            yield self.make_batch(rng, sdf_threads)
+            yield self.make_batch(np.random.default_rng(batch_seed(self.seed, self.rank, index)), sdf_threads)
+            index += workers
 
     def make_batch(self, rng: np.random.Generator, sdf_threads: int | None = None) -> dict[str, Any]:
         """Labeled patches first, then unlabeled ones, as DTC's TwoStreamBatchSampler orders them."""
@@ -612,17 +616,18 @@ class TwoStreamBatchLoader:
     foreground class k, :func:`~MultiModalSegLib.levelset.signed_distance_map` of
     ``label == k`` in voxel units, as DTC's ``compute_sdf`` (the reference ignores spacing).
 
-    Batches are drawn in ``num_workers`` DataLoader worker processes (0: in this process),
-    each from its own stream :func:`stream_seed(seed, rank, worker_id) <stream_seed>`; the
-    DataLoader takes batches from the workers in turn, so the sequence is fixed by ``seed``,
-    ``rank`` and ``num_workers``. Under DistributedDataParallel give every process its
-    ``rank``; each draws a different stream, and ``batch_size`` is per process.
+    Batches are drawn in ``num_workers`` DataLoader worker processes (0: in this process);
+    batch ``i`` always comes from :func:`batch_seed(seed, rank, i) <batch_seed>`, so the
+    sequence is fixed by ``seed`` and ``rank`` whatever ``num_workers`` is, and
+    ``start_batch=k`` continues it at batch ``k`` (a resumed training run). Under
+    DistributedDataParallel give every process its ``rank``; each draws a different stream,
+    and ``batch_size`` is per process.
     """
 
     def __init__(self, cases: Sequence[PreparedCase], config: PatchSamplingConfig, label_values: Sequence[int],
                  batch_size: int, labeled_batch_size: int | None = None, *, with_sdf: bool = False, seed: int = 0,
                  num_workers: int = 0, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
-                 prefetch_factor: int = 2, multiprocessing_context: str | None = None) -> None:
+                 prefetch_factor: int = 2, multiprocessing_context: str | None = None, start_batch: int = 0) -> None:
         if batch_size < 1:
             raise MultiModalSegError(f"The batch size must be at least 1, not {batch_size}.")
         labeled_batch_size = batch_size if labeled_batch_size is None else int(labeled_batch_size)
@@ -648,11 +653,16 @@ class TwoStreamBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.num_workers = num_workers
-        self.dataset = _TwoStreamBatches(self.sampler, batch_size, labeled_batch_size, with_sdf, seed, rank)
+        self.dataset = _TwoStreamBatches(self.sampler, batch_size, labeled_batch_size, with_sdf, seed, rank,
+                                         start_batch)
+        # An own generator for the DataLoader's worker base seed: without one, starting the
+        # iterator draws from torch's global RNG, which a resumed run would then draw at another
+        # iteration than the uninterrupted one (shifting DTC's dropout masks).
         self.loader = DataLoader(
             self.dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
-            multiprocessing_context=multiprocessing_context if num_workers > 0 else None)
+            multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(int(seed) % 2**63))
         self._iterator: Iterator[dict[str, Any]] | None = None
 
     def __iter__(self) -> TwoStreamBatchLoader:

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -296,12 +297,15 @@ def load_model_package(id_or_path: str | os.PathLike[str], verify: bool = True,
 
 
 def save_model_package(network: torch.nn.Module, manifest: dict[str, Any], folder: str | os.PathLike[str],
-                       model_card: str | None = None) -> ModelPackage:
+                       model_card: str | None = None,
+                       before_commit: Callable[[], None] | None = None) -> ModelPackage:
     """Write ``network``'s weights, the manifest (with sha256 and architecture) and the card.
 
     The package is assembled in a temporary sibling folder and renamed into place, so a
     killed process leaves either the complete previous package or the complete new one.
     An existing package at ``folder`` is replaced only after the new one is complete.
+    ``before_commit`` runs when the staged package is complete, just before that rename (the
+    commit point); if it raises (a cancel), the staging folder goes and ``folder`` is untouched.
     """
     from safetensors.torch import save_file
 
@@ -327,6 +331,8 @@ def save_model_package(network: torch.nn.Module, manifest: dict[str, Any], folde
         atomic_write_json(staging / MANIFEST_NAME, manifest)
         atomic_write_text(staging / MODEL_CARD_NAME, model_card or f"# {manifest.get('id', folder.name)}\n")
         _read_manifest(staging)
+        if before_commit is not None:
+            before_commit()
         if folder.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
             retired.rmdir()

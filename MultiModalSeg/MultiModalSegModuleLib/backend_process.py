@@ -18,7 +18,9 @@ started data-loader workers. On POSIX the backend starts in a new session, so it
 own process group; Cancel sends SIGTERM to the group (the training loop stops cleanly at
 the next iteration, see ``MultiModalSegLib/training/cancellation.py``), then SIGKILL to
 whatever is left of the group after a grace period, and once more after the leader has
-exited, so no orphaned worker survives. On Windows ``taskkill /T /F`` ends the tree.
+exited, so no orphaned worker survives. On Windows ``taskkill /T /F`` ends the tree. A run
+that exits 0 with a ``result`` although Cancel was pressed finished its commit point first
+(it says so in a ``warning``): it is reported as succeeded, since its results exist.
 
 Nothing here imports Qt or Slicer; the module adapts it with a timer.
 """
@@ -381,7 +383,11 @@ class BackendProcess:
             # The leader is gone; end anything it left behind in its group.
             _signal_process_group(self._process.pid, signal.SIGKILL)
             self._killed_group = True
-        if self.cancel_requested or self._cancelled_event:
+        if exit_code == 0 and self._last_result is not None and not self._cancelled_event:
+            # The backend finished anyway: the cancel came after its commit point (it says so in a
+            # warning), and its results exist, so they must not be reported as "nothing was changed".
+            state, message = RunState.SUCCEEDED, None
+        elif self.cancel_requested or self._cancelled_event:
             state, message = RunState.CANCELLED, "Cancelled; nothing was changed."
         elif self._last_error is not None:
             state, message = RunState.FAILED, self._last_error

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from MultiModalSegLib.argtypes import add_postprocessing_arguments, positive_int
+from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_writable_folder
 from MultiModalSegLib.errors import MultiModalSegError
 
 EXIT_OK = 0
@@ -55,6 +56,7 @@ def _check_output_folder(output: Path, overwrite: bool) -> None:
         raise MultiModalSegError(f"The output {output} is a file; give a folder.")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise MultiModalSegError(f"The output folder {output} is not empty; choose a new folder or pass --overwrite.")
+    check_writable_folder(output, "output folder", OUTPUT_REMEDY)
 
 
 def _load_cases_for(load_cases: Any, data: str, modalities: list[str], left_out: list[str]) -> list[Any]:

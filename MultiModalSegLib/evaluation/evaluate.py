@@ -38,6 +38,7 @@ from MultiModalSegLib.errors import MultiModalSegError
 from MultiModalSegLib.evaluation.case_metrics import CSV_COLUMNS, CaseMetrics, Region, case_metrics, regions_for_labels
 from MultiModalSegLib.evaluation.summary import (
     RegionSummary,
+    both_empty_sentences,
     counts_table,
     detail_table,
     dtc_table,
@@ -179,6 +180,9 @@ class EvaluationResult:
             "",
             counts_table(self.summary),
         ]
+        both_empty = both_empty_sentences(self.summary)
+        if both_empty:
+            lines += [f"- {sentence}" for sentence in both_empty] + [""]
         if self.warnings:
             lines += ["## Warnings", ""] + [f"- {warning}" for warning in self.warnings] + [""]
         return "\n".join(lines)

@@ -6,7 +6,9 @@ Which cases a region's statistics use
   (a case without tumour in its label map says nothing about tumour segmentation, and
   ``dice`` of two empty masks is 1.0, which would reward it). Those cases are ``n_present``;
   the others are counted (``n_reference_empty``) and, when the model predicted the region
-  there anyway, reported as ``n_false_positive``.
+  there anyway, reported as ``n_false_positive``. Those where it rightly predicted nothing
+  (``n_both_empty``) have Dice 1.0 by convention in ``per_case.csv``; the summary says how many,
+  so a per-case 1.0 never passes for a segmentation.
 * Distances (ASSD, HD95, ASD) are undefined when the prediction is empty (``nan``); such a
   case has Dice 0 and is left out of the distance statistics only (``n_missed``). Each
   metric carries its own ``n``.
@@ -43,6 +45,7 @@ from MultiModalSegLib.evaluation.case_metrics import FLOAT_METRICS, CaseMetrics,
 __all__ = [
     "MetricSummary",
     "RegionSummary",
+    "both_empty_sentences",
     "bootstrap_ci",
     "describe",
     "detail_table",
@@ -140,11 +143,14 @@ class RegionSummary:
     n_false_positive: int
     n_missed: int
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    n_both_empty: int = 0
+    """Cases with neither reference nor prediction: Dice 1.0 by convention, not in the means."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "values": list(self.values), "n_cases": self.n_cases,
                 "n_present": self.n_present, "n_reference_empty": self.n_reference_empty,
-                "n_false_positive": self.n_false_positive, "n_missed": self.n_missed,
+                "n_false_positive": self.n_false_positive, "n_both_empty": self.n_both_empty,
+                "n_missed": self.n_missed,
                 "metrics": {name: summary.to_dict() for name, summary in self.metrics.items()}}
 
 
@@ -162,7 +168,8 @@ def summarize(rows: Sequence[CaseMetrics], regions: Sequence[Region], resamples:
             name=region.name, kind=region.kind, values=tuple(region.values), n_cases=len(region_rows),
             n_present=len(present), n_reference_empty=len(absent),
             n_false_positive=sum(1 for row in absent if not row.predicted_empty),
-            n_missed=sum(1 for row in present if row.predicted_empty), metrics=metrics))
+            n_missed=sum(1 for row in present if row.predicted_empty), metrics=metrics,
+            n_both_empty=sum(1 for row in absent if row.predicted_empty)))
     return summaries
 
 
@@ -276,6 +283,14 @@ def detail_table(summary: Sequence[RegionSummary], digits: int = 3) -> str:
 def counts_table(summary: Sequence[RegionSummary]) -> str:
     """How many cases each region's statistics rest on, and the empty-mask cases left out."""
     rows = [[_escape(r.name), r.kind, ", ".join(str(v) for v in r.values), str(r.n_cases), str(r.n_present),
-             str(r.n_missed), str(r.n_reference_empty), str(r.n_false_positive)] for r in summary]
+             str(r.n_missed), str(r.n_reference_empty), str(r.n_false_positive), str(r.n_both_empty)]
+            for r in summary]
     return _table(["Structure", "kind", "label values", "cases", "in reference", "missed (prediction empty)",
-                   "absent from reference", "false positive where absent"], rows, text_columns=3)
+                   "absent from reference", "false positive where absent", "both empty (Dice 1.0, not averaged)"],
+                  rows, text_columns=3)
+
+
+def both_empty_sentences(summary: Sequence[RegionSummary]) -> list[str]:
+    """One sentence per region with cases where reference and prediction are both empty (Dice 1.0 unsaid else)."""
+    return [f"{r.name}: {r.n_both_empty} case(s) with neither a reference nor a predicted {r.name}; their Dice is "
+            "1.0 by convention (per_case.csv) and is not in the means above." for r in summary if r.n_both_empty]

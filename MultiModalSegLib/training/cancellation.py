@@ -1,13 +1,19 @@
-"""Stop training cleanly on SIGTERM or SIGINT, at the next iteration.
+"""Stop a run cleanly on SIGTERM or SIGINT: training at the next iteration, ``predict`` at the next window.
 
 Slicer's Cancel button, ``kill``, Ctrl-C and a cluster's pre-emption all arrive as a signal.
 The handler installed here only *records* the signal; the training loop asks
-:meth:`CancellationToken.check` between iterations (and between validation cases), which raises
-:class:`TrainingCancelled`. Because nothing is interrupted half-way, every file that was being
-written finishes (they are all atomic anyway) and nothing new is written after the signal: the
-previous checkpoint and model version stay as they were.
+:meth:`CancellationToken.check` between iterations (and between validation cases), ``predict``
+after every batch of windows, which raises :class:`RunCancelled`. Because nothing is interrupted
+half-way, every file that was being written finishes (they are all atomic anyway) and nothing new
+is written after the signal: the previous checkpoint and model version stay as they were.
 
-Exit codes (documented in the README and used by ``mmseg train`` / ``mmseg finetune``):
+Commit point: each run that writes a result has one moment after which it is complete (the
+rename that makes a fine-tuned version or a prediction folder appear). Before it a signal
+cancels and nothing is written; after it the run finishes, and :func:`note_late_cancel` says
+that the signal came too late, so the exit code (0) and the events (``warning``, ``result``)
+agree.
+
+Exit codes (documented in the README and used by ``mmseg train`` / ``finetune`` / ``predict``):
 ``130`` after SIGINT and ``143`` after SIGTERM (128 + the signal number, the shell convention),
 distinct from ``2`` (a user error) and ``1`` (a crash). A second signal of the same kind while
 stopping restores the default handler and re-raises it, so a stuck process can still be killed.
@@ -31,14 +37,16 @@ def exit_code_for(signal_number: int | None) -> int:
     return 128 + int(signal_number)
 
 
-class TrainingCancelled(Exception):
-    """Raised at an iteration boundary after a cancellation signal."""
+class RunCancelled(Exception):
+    """Raised at an iteration (or window) boundary after a cancellation signal."""
 
-    def __init__(self, signal_number: int | None, iteration: int | None = None) -> None:
+    def __init__(self, signal_number: int | None, iteration: int | None = None, activity: str = "Training",
+                 unit: str = "iteration") -> None:
         self.signal_number = signal_number
         self.iteration = iteration
+        self.unit = unit
         name = signal.Signals(signal_number).name if signal_number else "a request"
-        super().__init__(f"Training was cancelled by {name} at iteration {iteration}.")
+        super().__init__(f"{activity} was cancelled by {name} at {unit} {iteration}.")
 
     @property
     def exit_code(self) -> int:
@@ -47,6 +55,29 @@ class TrainingCancelled(Exception):
     @property
     def signal_name(self) -> str | None:
         return signal.Signals(self.signal_number).name if self.signal_number else None
+
+
+TrainingCancelled = RunCancelled
+"""The name training code and its tests use."""
+
+
+def report_cancelled(reporter: Any, exc: RunCancelled) -> int:
+    """The ``cancelled`` event (message, signal, where it stopped, exit code); returns the exit code."""
+    reporter.emit("cancelled", message=str(exc), signal=exc.signal_name, exit_code=exc.exit_code,
+                  **{exc.unit: exc.iteration})
+    return exc.exit_code
+
+
+def note_late_cancel(token: CancellationToken, reporter: Any, committed: str) -> None:
+    """After the commit point a signal no longer cancels: a ``warning`` says so before the ``result``.
+
+    ``committed`` completes "The cancel request (SIGTERM) arrived after ...", e.g. "the new
+    version was saved".
+    """
+    if token.requested:
+        name = signal.Signals(token.signal_number).name if token.signal_number else "a request"
+        reporter.warning(f"The cancel request ({name}) arrived after {committed}; the run is complete and "
+                         "its results are kept.", late_cancel=True, signal=name)
 
 
 class CancellationToken:
@@ -88,10 +119,10 @@ class CancellationToken:
             return
         self.cancel(signal_number)
 
-    def check(self, iteration: int | None = None) -> None:
-        """Raise :class:`TrainingCancelled` if cancellation was requested."""
+    def check(self, iteration: int | None = None, activity: str = "Training", unit: str = "iteration") -> None:
+        """Raise :class:`RunCancelled` if cancellation was requested."""
         if self.requested:
-            raise TrainingCancelled(self.signal_number, iteration)
+            raise RunCancelled(self.signal_number, iteration, activity, unit)
 
     def install(self) -> CancellationToken:
         if threading.current_thread() is not threading.main_thread():

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from MultiModalSegLib.argtypes import non_negative_int, positive_int
+from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_finetune_destinations, check_writable_folder
 from MultiModalSegLib.errors import MultiModalSegError
 
 EXIT_OK = 0
@@ -185,15 +186,10 @@ def _quiet_unless_rank_zero(reporter: Any) -> None:
         reporter.quiet = True
 
 
-def _cancelled(reporter: Any, exc: Any) -> int:
-    reporter.emit("cancelled", message=str(exc), signal=exc.signal_name, iteration=exc.iteration,
-                  exit_code=exc.exit_code)
-    return exc.exit_code
-
-
 def run_train(args: argparse.Namespace, reporter: Any) -> int:
-    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled
+    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled, report_cancelled
     from MultiModalSegLib.training.config import TrainingConfig
+    from MultiModalSegLib.training.resume import OPTION_FIELDS, check_resume_settings
     from MultiModalSegLib.training.train import train
 
     _quiet_unless_rank_zero(reporter)
@@ -225,6 +221,10 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
         config.architecture_overrides = parse_architecture(args.architecture)
     config.validate()
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
+    check_writable_folder(args.output, "output folder", OUTPUT_REMEDY)
+    if args.resume:
+        check_resume_settings(args.output, config, [dest for dest in OPTION_FIELDS if getattr(args, dest, None)
+                                                    is not None], modalities)
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg train"
     with CancellationToken() as token:
         try:
@@ -233,14 +233,19 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
                             overwrite=args.overwrite, model_id=args.model_id,
                             reporter=reporter, token=token, command=command)
         except TrainingCancelled as exc:
-            return _cancelled(reporter, exc)
+            return report_cancelled(reporter, exc)
     if outcome.is_main:
         reporter.result(**outcome.summary())
     return EXIT_OK
 
 
 def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
-    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled
+    from MultiModalSegLib.training.cancellation import (
+        CancellationToken,
+        TrainingCancelled,
+        note_late_cancel,
+        report_cancelled,
+    )
     from MultiModalSegLib.training.config import FinetuneConfig
     from MultiModalSegLib.training.finetune import finetune
 
@@ -254,6 +259,7 @@ def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
     if args.batch is not None and args.labeled_batch is None:
         config.labeled_batch_size = max(1, args.batch // 2)
     config.validate()
+    check_finetune_destinations(args.output, store=not args.no_store)
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg finetune"
     with CancellationToken() as token:
         try:
@@ -261,7 +267,8 @@ def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
                                config=config, reporter=reporter, token=token, command=command,
                                write_to_store=not args.no_store)
         except TrainingCancelled as exc:
-            return _cancelled(reporter, exc)
+            return report_cancelled(reporter, exc)
+        note_late_cancel(token, reporter, "the new version was saved")
     if outcome.is_main:
         reporter.result(**outcome.summary())
     return EXIT_OK

@@ -16,9 +16,7 @@ its ``TwoStreamBatchLoader``; this module only decides *which* cases and *what* 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -103,25 +101,15 @@ def _phantom_kind(spec: str) -> Any | None:
     return kind if hasattr(kind, "labels") else None
 
 
-def _dataset_json(spec: str) -> dict[str, Any] | None:
-    path = Path(str(spec).rsplit(":", 1)[0] if str(spec).endswith((":train", ":test", ":all")) else str(spec))
-    if path.name in ("imagesTr", "imagesTs"):
-        path = path.parent
-    candidate = path / "dataset.json"
-    if candidate.is_file():
-        try:
-            return json.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
-    return None
-
-
 def describe_labels(spec: str, values: list[int]) -> LabelTable:
     """Names and colours for the label ``values`` found in the data.
 
-    From the phantom kind, from nnU-Net's ``dataset.json`` ``labels``, BraTS conventions for
-    BraTS values, else ``label_<value>``.
+    From the phantom kind, else from the data set's own description (nnU-Net's
+    ``dataset.json``, a ``labels`` entry of a JSON case list, a BraTS layout:
+    ``datasets.dataset_label_names``), else ``label_<value>``. Never guessed from the values.
     """
+    from MultiModalSegLib.datasets import dataset_label_names
+
     names: dict[int, str] = {}
     colors: dict[int, list[float]] = {}
     kind = _phantom_kind(spec)
@@ -129,16 +117,7 @@ def describe_labels(spec: str, values: list[int]) -> LabelTable:
         names = {int(v): n for n, v in kind.labels.items() if int(v) != 0}
         colors = {int(v): [c / 255.0 for c in rgb] for v, rgb in getattr(kind, "label_colors", {}).items()}
     else:
-        dataset = _dataset_json(spec)
-        if dataset and isinstance(dataset.get("labels"), dict):
-            for key, value in dataset["labels"].items():
-                # nnU-Net v2: {"liver": 1}; v1: {"1": "liver"}
-                if isinstance(value, int) or (isinstance(value, str) and value.isdigit() and not key.isdigit()):
-                    names[int(value)] = str(key)
-                elif key.isdigit():
-                    names[int(key)] = str(value)
-        elif set(values) <= {1, 2, 4} and len(values) >= 2:
-            names = {1: "necrosis", 2: "edema", 4: "enhancing"}
+        names = dataset_label_names(spec)
     if not values:
         raise MultiModalSegError("No labeled case has any foreground; training needs labeled cases with a structure.")
     return LabelTable(values=list(values), names=[names.get(v, f"label_{v}") for v in values],

@@ -16,7 +16,10 @@ and the consistency ramp-up is scaled to the run's length (FinetuneConfig).
 
 The result is a new version ``<id>/v<N+1>`` in the user model store, made current (or a
 package in ``OUTPUT/model`` with ``--no-store``), plus ``OUTPUT/result.json``. Nothing is
-written before the last iteration, and a cancelled run (SIGTERM/SIGINT) writes nothing.
+written before the last iteration. The commit point is the rename that makes the complete new
+version appear (``model_store.add_version``); a SIGTERM/SIGINT before it (during training or
+while the version is staged) cancels and writes nothing; one after it no longer cancels: the
+run finishes, ``mmseg finetune`` says so in a ``warning`` and exits 0 with its ``result``.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ def finetune(model: str | Path, labeled: str | list[str], unlabeled: str | list[
     from MultiModalSegLib import model_store
     from MultiModalSegLib.data_plan import DataPlan
     from MultiModalSegLib.datasets import validate_training_cases
+    from MultiModalSegLib.destinations import weights_kept_if_save_fails
     from MultiModalSegLib.progress import ProgressReporter
     from MultiModalSegLib.training.cancellation import CancellationToken
     from MultiModalSegLib.training.checkpoint import TrainingState
@@ -240,14 +244,22 @@ def finetune(model: str | Path, labeled: str | list[str], unlabeled: str | list[
                 "trained_on": (package.manifest.get("provenance") or {}).get("data"),
                 "software": software_versions(),
             }
-            if write_to_store:
-                written = model_store.add_version(module, manifest, model_card,
-                                                  minimum_version=package.version + 1, store=store)
-                version, folder = written.version, written.folder
-            else:
-                manifest["version"] = package.version + 1
-                written = save_model_package(module, manifest, output / "model", model_card(manifest))
-                version, folder = written.version, written.folder
+            manifest["version"] = package.version + 1
+            destination = (store or model_store.user_model_store_dir()) if write_to_store else output / "model"
+
+            def before_commit() -> None:  # the last moment a cancel leaves the store as it was
+                token.check(state.iteration, "Fine-tuning", "iteration")
+
+            reporter.progress("saving", 0, 1)
+            with weights_kept_if_save_fails(module, lambda: manifest, destination, model_card):
+                if write_to_store:
+                    written = model_store.add_version(module, manifest, model_card,
+                                                      minimum_version=package.version + 1, store=store,
+                                                      before_commit=before_commit)
+                else:
+                    written = save_model_package(module, manifest, output / "model", model_card(manifest),
+                                                 before_commit=before_commit)
+            version, folder = written.version, written.folder
             reporter.emit("checkpoint", iteration=state.iteration, path=str(folder))
         outcome = FinetuneOutcome(output=output, is_main=context.is_main, model_id=package.id, version=version,
                                   folder=folder, source=source, iterations=state.iteration,

@@ -199,8 +199,9 @@ def make_batch_loader(labeled: list[Any], unlabeled: list[Any], *, method: str, 
 
     Labeled patches come first in every batch, then unlabeled ones; without unlabeled cases the
     whole batch is labeled. DTC batches carry per-patch signed-distance targets. Each rank draws
-    its own stream (seeded by seed and rank). ``start_iteration`` re-seeds the stream on resume
-    (``seed + start_iteration``), so a resumed run is reproducible from its checkpoint.
+    its own stream (seeded by seed and rank). ``start_iteration`` continues the stream at that
+    batch on resume (batch ``i`` is seeded by seed, rank and ``i``), so a resumed run draws
+    exactly the batches the uninterrupted run would have drawn.
     """
     from MultiModalSegLib.sampling import TwoStreamBatchLoader
 
@@ -209,5 +210,5 @@ def make_batch_loader(labeled: list[Any], unlabeled: list[Any], *, method: str, 
     recipe = sampling_config(method, patch_size, foreground_fraction, augmentation)
     return TwoStreamBatchLoader(list(labeled) + list(unlabeled), recipe, labels.values, batch_size,
                                 labeled_batch_size, with_sdf=method == "dtc",
-                                seed=seed + start_iteration, num_workers=num_workers, rank=context.rank,
+                                seed=seed, start_batch=start_iteration, num_workers=num_workers, rank=context.rank,
                                 world_size=context.world_size)

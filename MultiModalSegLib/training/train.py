@@ -11,7 +11,9 @@ Every one of them is replaced atomically, so a process killed at any moment leav
 complete package and checkpoint. ``--resume`` continues from ``OUTPUT/checkpoint`` with the
 checkpoint's settings (only the device, the worker count and -- to train longer -- the number of
 iterations may change), the same split, the
-optimizer state and the RNG states; the batch stream is re-seeded with ``seed + iteration``.
+optimizer state and the RNG states; the batch stream continues at the checkpoint's iteration (batch ``i``
+is seeded by seed, rank and ``i``), so on CPU a resumed run ends with the uninterrupted run's weights bit
+for bit. Other settings given with ``--resume`` are refused (``resume.py``).
 
 Under torchrun each rank runs this function; rank 0 validates and writes, the others train.
 """
@@ -164,6 +166,7 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
     import torch
 
     from MultiModalSegLib.datasets import label_values_of, load_cases, validate_training_cases
+    from MultiModalSegLib.destinations import weights_kept_if_save_fails
     from MultiModalSegLib.progress import ProgressReporter
     from MultiModalSegLib.training.cancellation import CancellationToken
     from MultiModalSegLib.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
@@ -177,6 +180,7 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
     )
     from MultiModalSegLib.training.loop import TrainingLoop, check_cancelled
     from MultiModalSegLib.training.package_manifest import build_manifest, model_card, utc_now
+    from MultiModalSegLib.training.resume import refuse_other_method
     from MultiModalSegLib.training.setup import (
         build_network,
         build_optimizer,
@@ -207,6 +211,7 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
         if resume:
             loaded = load_checkpoint(output / CHECKPOINT)
             saved = TrainingConfig.from_dict(loaded.record["config"])
+            refuse_other_method(saved.method, config.method, output)
             saved.device, saved.num_workers = config.device, config.num_workers
             extra = loaded.record.get("extra", {})
             if extra.get("data") and str(extra["data"]) != str(data):
@@ -301,11 +306,15 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
             return save_model_package(module, manifest, output / selection, model_card(manifest)).folder
 
         def on_best(result: Any) -> None:
-            write_package(BEST, result.iteration)
+            with weights_kept_if_save_fails(module, lambda: manifest_for(BEST, result.iteration), output / BEST,
+                                            model_card):
+                write_package(BEST, result.iteration)
 
         def on_checkpoint(current: TrainingState) -> Path:
-            path = save_checkpoint(output / CHECKPOINT, module, optimizer, current, scaler)
-            write_package(LAST, current.iteration)
+            with weights_kept_if_save_fails(module, lambda: manifest_for(LAST, current.iteration),
+                                            output / CHECKPOINT, model_card):
+                path = save_checkpoint(output / CHECKPOINT, module, optimizer, current, scaler)
+                write_package(LAST, current.iteration)
             return path
 
         # the validator must be given on every rank (only rank 0 calls it), or the ranks' barriers differ

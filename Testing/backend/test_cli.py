@@ -71,6 +71,7 @@ def test_predict_writes_outputs_and_reports_progress(tiny_maml_package, phases, 
     ("image_2d", "2D"),
     ("image_4d", "4D"),
     ("nan_voxels", "NaN"),
+    ("inf_nifti", "120 voxels that are NaN or infinite"),
     ("missing_file", "does not exist"),
     ("corrupt_weights", "corrupt"),
     ("unknown_model", "No model package"),
@@ -96,8 +97,10 @@ def test_bad_input_gives_an_error_event_and_exit_code_2(tiny_maml_package, phase
     elif case == "nan_voxels":
         array = np.ones((8, 20, 20), np.float32)
         array[1, 2, 3] = np.nan
-        # NRRD keeps NaN (ITK's NIfTI writer does not)
+        # NRRD keeps NaN as read (ITK's NIfTI reader turns it into 0; see the inf_nifti case)
         inputs = [f"venous={write_ct(tmp_path / 'nan.nrrd', array=array)}"]
+    elif case == "inf_nifti":  # ITK's NIfTI reader reads Inf as 0: once exit 0 and a segmented "liver"
+        inputs = [f"venous={write_ct(tmp_path / 'inf.nii.gz', array=np.full((4, 5, 6), np.inf, np.float32))}"]
     elif case == "missing_file":
         inputs = [f"venous={tmp_path / 'nowhere.nii.gz'}"]
     elif case == "corrupt_weights":

@@ -103,6 +103,17 @@ def test_nnunet_reader_selects_modalities_and_detects_missing_labels(tmp_path: P
         load_cases(f"{root}:test", labeled=True)
 
 
+@pytest.mark.parametrize("suffix", ["", ":train", ":all", "/imagesTr"])
+def test_an_nnunet_folder_without_dataset_json_names_the_missing_file(tmp_path: Path, suffix: str) -> None:
+    """Issue 11, item 6: it said "holds no cases" (the folder was read as a BraTS layout)."""
+    root = write_cases_nnunet([make_case("c0", 0)], tmp_path / "Dataset001_X", "X")
+    (root / "dataset.json").unlink()
+    with pytest.raises(MultiModalSegError) as error:
+        load_cases(f"{root}{suffix}")
+    assert "has no dataset.json" in str(error.value) and str(root) in str(error.value)
+    assert "channel_names" in str(error.value)
+
+
 def test_nnunet_reader_refuses_a_case_with_a_missing_channel(tmp_path: Path) -> None:
     root = write_cases_nnunet([make_case("c0", 0), make_case("c1", 1)], tmp_path / "ds", "ds")
     (root / "imagesTr" / "c1_0001.nii.gz").unlink()

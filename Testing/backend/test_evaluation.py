@@ -395,3 +395,32 @@ def test_manifest_regions_other_grids_and_the_callers_network(tmp_path):
     assert result.rows[0].spacing_mm == (SPACING,) * 3
     assert any("value(s) [3]" in warning for warning in result.warnings)
     assert result.mean("liver and tumor", "dice") == result.rows[2].dice
+
+
+def test_an_empty_prediction_of_an_empty_reference_is_said_in_the_summary():
+    """Issue 11, item 6: Dice 1.0 for "nothing predicted where there is nothing" must not pass unsaid.
+
+    Case a has no tumour and none is predicted (Dice 1.0 by convention); case b has one. The
+    summary counts case a for the tumour, says its Dice is 1.0 and that it is not in the means.
+    """
+    from MultiModalSegLib.evaluation import EvaluationResult, summarize
+
+    regions = regions_for_labels([{"value": 1, "name": "liver"}, {"value": 2, "name": "tumor"}])
+    with_tumour = rule_label(1)
+    without_tumour = np.where(with_tumour == 2, 1, with_tumour).astype(np.uint8)
+    rows = (case_metrics("a", without_tumour, without_tumour, (SPACING,) * 3, regions)
+            + case_metrics("b", with_tumour, with_tumour, (SPACING,) * 3, regions))
+    empty = next(row for row in rows if row.case_id == "a" and row.label == "tumor")
+    assert empty.dice == 1.0 and empty.predicted_empty and empty.reference_empty
+    summary = summarize(rows, regions, resamples=50)
+    tumour = summary[1]
+    assert (tumour.n_both_empty, tumour.n_reference_empty, tumour.metrics["dice"].n) == (1, 1, 1)
+    assert summary[0].n_both_empty == 0
+    result = EvaluationResult(model={"id": "m", "version": 1, "method": "maml"}, data=None, missing=[],
+                              available=["venous"], regions=regions, rows=rows, summary=summary,
+                              statistics={"alpha": 0.05, "resamples": 50, "seed": 0})
+    markdown = result.markdown()
+    assert ("tumor: 1 case(s) with neither a reference nor a predicted tumor; their Dice is 1.0 by convention "
+            "(per_case.csv) and is not in the means above.") in markdown
+    assert "both empty (Dice 1.0, not averaged)" in markdown
+    assert result.to_dict()["labels"][1]["n_both_empty"] == 1

@@ -347,3 +347,54 @@ def test_non_finite_check_covers_every_block(monkeypatch: pytest.MonkeyPatch) ->
     array.reshape(-1)[-1] = np.nan
     with pytest.raises(MultiModalSegError, match="1 voxels"):
         validate_image(sitk.GetImageFromArray(array), "flair")
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha", ".nrrd"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_voxels_in_a_file_are_refused_for_every_format(tmp_path: Path, suffix: str, bad_value: float,
+                                                                  dtype: type) -> None:
+    """ITK's NIfTI reader turns NaN/Inf into 0 (nifti_read_buffer): the raw voxels must be scanned."""
+    array = np.ones((5, 6, 7), dtype=dtype)
+    array[2, 3, 4] = bad_value
+    array[4, 5, 6] = bad_value
+    path = tmp_path / f"bad{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    with pytest.raises(MultiModalSegError, match="has 2 voxels that are NaN or infinite"):
+        read_image(path)
+
+
+def test_a_nifti_full_of_inf_is_refused_and_finite_floats_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "inf.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 5, 6), np.inf, np.float32)), str(path))
+    with pytest.raises(MultiModalSegError, match="120 voxels"):
+        read_image(path)
+    finite = np.random.default_rng(0).normal(size=(4, 5, 6)).astype(np.float32)
+    sitk.WriteImage(sitk.GetImageFromArray(finite), str(tmp_path / "ok.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(tmp_path / "ok.nii.gz")), finite)
+
+
+def test_the_nifti_voxel_scan_reads_in_blocks_and_big_endian_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    """A NaN in the last partial block of a streamed .nii.gz, and in a big-endian .nii, is found."""
+    from MultiModalSegLib import nifti_scan
+
+    monkeypatch.setattr(nifti_scan, "_CHUNK_BYTES", 20)  # not a multiple of 8: elements straddle chunks
+    array = np.ones((3, 4, 5), dtype=np.float64)
+    array.reshape(-1)[-1] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "last.nii.gz"))
+    with pytest.raises(MultiModalSegError, match="has 1 voxels"):
+        read_image(tmp_path / "last.nii.gz")
+    little = tmp_path / "little.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(array.astype(np.float32)), str(little))
+    data = bytearray(little.read_bytes())
+    offset = int(np.frombuffer(bytes(data[108:112]), "<f4")[0])
+    big = bytearray(data)
+    # byte-swap the header fields a reader needs and the voxels: a big-endian NIfTI-1 file
+    big[0:4] = np.array([348], ">i4").tobytes()
+    big[40:56] = np.frombuffer(bytes(data[40:56]), "<i2").astype(">i2").tobytes()
+    big[70:74] = np.frombuffer(bytes(data[70:74]), "<i2").astype(">i2").tobytes()
+    big[108:112] = np.frombuffer(bytes(data[108:112]), "<f4").astype(">f4").tobytes()
+    big[offset:] = np.frombuffer(bytes(data[offset:]), "<f4").astype(">f4").tobytes()
+    (tmp_path / "big.nii").write_bytes(bytes(big))
+    assert nifti_scan.count_non_finite_voxels(tmp_path / "big.nii") == 1

@@ -17,10 +17,10 @@ from MultiModalSegLib.sampling import (
     PatchSamplingConfig,
     PreparedCase,
     TwoStreamBatchLoader,
+    batch_seed,
     class_index_lookup,
     pad_to_shape,
     prepare_case,
-    stream_seed,
 )
 
 
@@ -344,22 +344,35 @@ def test_batches_from_worker_processes_are_deterministic() -> None:
     config = PatchSamplingConfig(patch_size=(8, 12, 12), foreground_fraction=0.33)
     cases = small_cases(3, 3)
 
-    def batches() -> list[dict]:
+    def batches(**options) -> list[dict]:
         return take(TwoStreamBatchLoader(cases, config, [1, 2], batch_size=2, labeled_batch_size=1,
-                                         with_sdf=True, seed=5, num_workers=2), 4)
+                                         with_sdf=True, seed=5, **options), 4)
 
     started = time.perf_counter()
-    first = batches()
+    first = batches(num_workers=2)
+    assert_same_batches(first, batches(num_workers=2))
+    # batch i is drawn from batch_seed(seed, rank, i), whichever process draws it: the stream does
+    # not depend on the number of workers
     assert_same_batches(first, batches())
-    in_process = take(TwoStreamBatchLoader(cases, config, [1, 2], batch_size=2, labeled_batch_size=1, seed=5), 1)
-    # batches alternate between the workers: worker 0 draws the stream the main process would
-    # draw, worker 1 the stream seeded (seed, rank 0, worker 1)
-    assert_same_batches(first[:1], in_process)
     loader = TwoStreamBatchLoader(cases, config, [1, 2], batch_size=2, labeled_batch_size=1, with_sdf=True, seed=5)
-    worker1 = np.random.default_rng(stream_seed(5, 0, 1))
-    assert_same_batches(first[1::2], [loader.dataset.make_batch(worker1) for _ in range(2)])
+    assert_same_batches(first, [loader.dataset.make_batch(np.random.default_rng(batch_seed(5, 0, i)))
+                                for i in range(4)])
     assert not torch.equal(first[0]["image"], first[1]["image"])
     assert time.perf_counter() - started < 30
+
+
+def test_a_stream_started_at_batch_k_continues_the_stream_from_batch_0() -> None:
+    """What a resumed training run relies on (train --resume starts at the checkpoint's iteration)."""
+    config = PatchSamplingConfig(patch_size=(8, 12, 12), foreground_fraction=0.33)
+    cases = small_cases(3, 3)
+
+    def batches(count: int, **options) -> list[dict]:
+        return take(TwoStreamBatchLoader(cases, config, [1, 2], batch_size=2, labeled_batch_size=1, seed=5,
+                                         **options), count)
+
+    whole = batches(5)
+    assert_same_batches(whole[3:], batches(2, start_batch=3))
+    assert_same_batches(whole[3:], batches(2, start_batch=3, num_workers=2))
 
 
 def test_phantom_cases_from_spec_to_batches() -> None:

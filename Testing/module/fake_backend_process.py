@@ -12,6 +12,8 @@ fake, so the tests take a second instead of loading torch. Modes:
                  pids in an ``started`` event, then keeps printing progress until killed
 ``stubborn``     like ``grandchild``, but both ignore SIGTERM (the runner must escalate to SIGKILL)
 ``sleep``        prints nothing and sleeps (for timeouts)
+``late-cancel``  a run whose SIGTERM arrives after its commit point (a fine-tuning that already made
+                 its new version current): records the signal, then a ``warning`` and a ``result``; exit 0
 """
 
 from __future__ import annotations
@@ -72,6 +74,17 @@ def main(mode: str, steps: int) -> int:
             time.sleep(0.05)
     if mode == "sleep":
         time.sleep(120)
+        return 0
+    if mode == "late-cancel":
+        received: list[int] = []
+        signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))
+        emit("started", pid=os.getpid())
+        deadline = time.monotonic() + 20
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        emit("warning", message="The cancel request (SIGTERM) arrived after the new version was saved; the run is "
+                                "complete and its results are kept.", late_cancel=True, signal="SIGTERM")
+        emit("result", model={"id": "m", "version": 2})
         return 0
     print(f"unknown mode {mode}", file=sys.stderr)
     return 3

@@ -152,6 +152,19 @@ def test_blocking_cancel_returns_once_the_tree_is_gone() -> None:
     assert wait_until(lambda: not process_is_alive(pids["grandchild"]), timeout=5)
 
 
+@posix_only
+def test_a_run_that_finished_despite_the_cancel_is_reported_as_finished() -> None:
+    """A SIGTERM after the backend's commit point (exit 0, a result): the results are real, so not 'Cancelled'."""
+    process = fake_backend("late-cancel", cancel_grace_seconds=5).start()
+    assert wait_until(lambda: any(e.event == "started" for e in process.poll_events()))
+    process.request_cancel()
+    assert wait_until(lambda: (process.poll_events() or True) and process.is_finished(), timeout=15)
+    outcome = process.outcome()
+    assert outcome.state == RunState.SUCCEEDED and outcome.exit_code == 0 and outcome.error_message is None
+    assert outcome.result == {"model": {"id": "m", "version": 2}}
+    assert [r.fields.get("late_cancel") for r in outcome.records if r.event == "warning"] == [True]
+
+
 def test_wait_with_a_timeout_stops_the_backend_and_says_so() -> None:
     process = fake_backend("sleep", cancel_grace_seconds=0.5).start()
     outcome = process.wait(timeout=0.3)
