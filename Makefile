@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export VTK_DEFAULT_OPENGL_WINDOW ?= vtkEGLRenderWindow
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: demo test bench reproduce clean-demo lint
+.PHONY: demo test bench reproduce gpu-check clean-demo lint
 
 $(STAMP): pyproject.toml requirements/dev.txt requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ bench: $(STAMP)
 # writes docs/results.md (resumable: finished arms in reproduce-output/ are kept).
 reproduce: $(STAMP)
 	$(PY) tools/reproduce.py --work reproduce-output --output docs/results.md
+
+# The GPU check (tools/gpu_check.py): bundled models CPU fp32 vs GPU AMP, a 512x512x200 CT, the CUDA
+# SDF, AMP training steps and 200 fine-tuning iterations, in at most 8 minutes on one H100; writes
+# gpu-check-output/gpu-check.json and .md. No venv step: a GPU machine may have no registry, so it runs
+# with .venv's Python when there is one, else python3 (which must hold torch, SimpleITK and edt).
+GPU_CHECK_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_CHECK_OUTPUT ?= gpu-check-output
+gpu-check:
+	PYTHONUNBUFFERED=1 $(GPU_CHECK_PY) tools/gpu_check.py --device cuda --budget-seconds 420 --output $(GPU_CHECK_OUTPUT)
 
 clean-demo:
 	rm -rf demo-output

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from tiny_packages import make_threshold_dtc, threshold_dtc_manifest
 
 from MultiModalSegLib.cli import main
 
@@ -155,3 +156,56 @@ def test_the_module_entry_point_runs_in_a_real_process_without_importing_torch_f
     assert completed.returncode == 0, completed.stderr
     lines = events(completed.stdout)
     assert lines[-1]["event"] == "result" and lines[-1]["available"] == ["venous"]
+
+
+@pytest.fixture()
+def two_blobs(tmp_path):
+    """The hand-set threshold model and an image with a 5^3 cube and a separate 2^3 cube."""
+    from MultiModalSegLib.weights import save_model_package
+
+    package = save_model_package(make_threshold_dtc(), threshold_dtc_manifest(["mri"]), tmp_path / "threshold")
+    array = np.zeros((16, 24, 20), dtype=np.float32)
+    array[2:7, 3:8, 4:9] = 1.0  # 125 voxels
+    array[11:13, 17:19, 14:16] = 1.0  # 8 voxels, far from the first
+    return package, write_ct(tmp_path / "mri.nrrd", array=array), array
+
+
+def labelmap_of(folder: Path) -> np.ndarray:
+    result = json.loads((folder / "result.json").read_text())
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / result["outputs"]["labelmap"])))
+
+
+def test_largest_component_through_the_command_line_drops_the_second_component(two_blobs, tmp_path, capsys):
+    package, image, array = two_blobs
+    code, _ = run_cli(capsys, "predict", "--model", str(package.folder), "--input", f"mri={image}",
+                      "--output", str(tmp_path / "all"), "--device", "cpu")
+    assert code == 0
+    np.testing.assert_array_equal(labelmap_of(tmp_path / "all"), array.astype(np.uint8))  # both components
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-m", "MultiModalSegLib", "predict", "--model", str(package.folder),
+                                "--input", f"mri={image}", "--output", str(tmp_path / "largest"), "--device", "cpu",
+                                "--largest-component"], capture_output=True, text=True, env=env)
+    assert completed.returncode == 0, completed.stderr
+    assert events(completed.stdout)[-1]["event"] == "result"
+    largest = np.zeros_like(array, dtype=np.uint8)
+    largest[2:7, 3:8, 4:9] = 1
+    np.testing.assert_array_equal(labelmap_of(tmp_path / "largest"), largest)
+
+
+def test_overwrite_replaces_an_earlier_result_in_the_same_folder(two_blobs, tmp_path, capsys):
+    package, image, array = two_blobs
+    argv = ["predict", "--model", str(package.folder), "--input", f"mri={image}", "--output", str(tmp_path / "out"),
+            "--device", "cpu"]
+    assert run_cli(capsys, *argv)[0] == 0
+    first = json.loads((tmp_path / "out" / "result.json").read_text())
+    flipped = 1.0 - array  # the second case: everything but the two cubes
+    write_ct(image, array=flipped)
+    code, lines = run_cli(capsys, *argv, "--overwrite")
+    assert code == 0 and lines[-1]["event"] == "result"
+    second = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert sorted(second["files"]) == sorted(first["files"])
+    assert all((tmp_path / "out" / name).is_file() for name in second["files"])
+    np.testing.assert_array_equal(labelmap_of(tmp_path / "out"), flipped.astype(np.uint8))
+    probability_file = tmp_path / "out" / second["outputs"]["probabilities"]["object"]
+    probability = sitk.GetArrayFromImage(sitk.ReadImage(str(probability_file)))
+    assert probability[0, 0, 0] > 0.99 and probability[3, 4, 5] < 0.01  # the new case's maps, not the old ones

@@ -9,6 +9,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from tiny_packages import make_threshold_dtc, threshold_dtc_manifest
+
 from MultiModalSegLib.errors import MultiModalSegError
 from MultiModalSegLib.inference import keep_largest_component, predict, probabilities_to_labels
 
@@ -135,10 +137,70 @@ def test_bad_inputs_are_refused_with_a_sentence(tiny_maml_package):
     far = ct_image((8, 16, 16), 9, origin=(5000.0, 5000.0, 5000.0))
     with pytest.raises(MultiModalSegError, match="arterial"):
         predict(tiny_maml_package, {"venous": good, "arterial": far}, device="cpu")
-    with pytest.raises(MultiModalSegError, match="CUDA"):
-        if torch.cuda.is_available():
-            raise MultiModalSegError("CUDA present; nothing to test")
-        predict(tiny_maml_package, {"venous": good}, device="cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(),
+                    reason="a CUDA GPU is present here; the refusal is for machines without one")
+def test_cuda_without_a_gpu_is_refused_with_a_sentence(tiny_maml_package):
+    with pytest.raises(MultiModalSegError, match="no CUDA GPU.*--device cpu"):
+        predict(tiny_maml_package, {"venous": ct_image((8, 16, 16), 8)}, device="cuda")
+
+
+def decided_voxels(result, method: str, margin: float = 0.05) -> np.ndarray:
+    """Voxels whose label is not a near-tie: the top two softmax classes (MAML) or every sigmoid
+    channel and 0.5 (DTC) at least ``margin`` apart."""
+    maps = np.stack([p.astype(np.float32) for p in result.probabilities.values()])
+    if method == "dtc":
+        return (np.abs(maps - 0.5) > margin).all(axis=0)
+    top_two = np.sort(np.concatenate([1 - maps.sum(axis=0, keepdims=True), maps]), axis=0)[-2:]
+    return (top_two[1] - top_two[0]) > margin
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none is visible to PyTorch here)")
+def test_cuda_prediction_with_amp_agrees_with_the_cpu(tiny_maml_package, tiny_dtc_package, tmp_path):
+    """On a GPU: predict runs there (AMP), says so, and labels as the CPU does away from near-ties."""
+    from MultiModalSegLib.weights import save_model_package
+
+    threshold = save_model_package(make_threshold_dtc(), threshold_dtc_manifest(["mri"]), tmp_path / "threshold")
+    cases = [(tiny_maml_package, {"arterial": ct_image((11, 30, 26), 1), "venous": ct_image((11, 30, 26), 2)}),
+             (tiny_dtc_package, {"mri": ct_image((16, 20, 16), 5, spacing=(1.0, 1.0, 1.0))}),
+             (threshold, {"mri": cube_image((20, 24, 18), (3, 4, 5), 6)})]
+    for package, images in cases:
+        on_cpu = predict(package, images, device="cpu")
+        on_gpu = predict(package, images, device="cuda")
+        assert on_gpu.timing["device"] == "cuda" and on_cpu.timing["device"] == "cpu"
+        for name, probability in on_cpu.probabilities.items():
+            difference = np.abs(probability.astype(np.float32) - on_gpu.probabilities[name].astype(np.float32))
+            assert difference.max() < 2e-2, f"{package.id} {name}: fp16 and fp32 differ by {difference.max()}"
+        decided = decided_voxels(on_cpu, package.method)
+        np.testing.assert_array_equal(on_gpu.labelmap[decided], on_cpu.labelmap[decided])
+    assert decided.all() and on_gpu.labelmap.sum() == 6**3  # the hand-set model: no near-ties at all
+    assert torch.cuda.max_memory_allocated() > 0
+
+
+def cube_image(shape_zyx, corner, side, spacing=(1.0, 1.0, 1.0)) -> sitk.Image:
+    """Zeros with a cube of ones (``side`` voxels from ``corner``, array order z, y, x)."""
+    array = np.zeros(shape_zyx, dtype=np.float32)
+    z, y, x = corner
+    array[z:z + side, y:y + side, x:x + side] = 1.0
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    return image
+
+
+def test_modalities_reach_their_own_channel_whatever_order_they_are_given_in(tmp_path):
+    """The hand-set model labels what its first modality (t1) shows; t2 shows something else."""
+    from MultiModalSegLib.weights import save_model_package
+
+    package = save_model_package(make_threshold_dtc(in_channels=2, channel=0),
+                                 threshold_dtc_manifest(["t1", "t2"]), tmp_path / "threshold")
+    shape = (16, 24, 20)
+    t1, t2 = cube_image(shape, (2, 3, 4), 5), cube_image(shape, (9, 14, 11), 4)
+    expected = sitk.GetArrayFromImage(t1).astype(np.uint8)
+    for images in ({"t1": t1, "t2": t2}, {"t2": t2, "t1": t1}):
+        result = predict(package, images, device="cpu")
+        assert result.available == ["t1", "t2"]
+        np.testing.assert_array_equal(result.labelmap, expected, err_msg=f"inputs given as {list(images)}")
 
 
 def test_probabilities_to_labels_for_both_methods():

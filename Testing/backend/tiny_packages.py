@@ -76,3 +76,47 @@ def write_small_ct(path, seed: int, shape=(8, 20, 20)):
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(image, str(path))
     return path
+
+
+def make_threshold_dtc(in_channels: int = 1, channel: int = 0):
+    """A DTC VNet whose weights are set by hand so that it thresholds one input channel.
+
+    Width 1, no normalisation; every weight and bias is zero except the centre taps of the
+    first encoder conv (from input ``channel``) and the last decoder conv, which carry
+    ``relu(x[channel])`` through the full-resolution skip connection (every deeper path gives
+    relu(0) = 0), and the heads: ``seg_logits = 10 relu(x) - 5`` and ``level_set =
+    tanh(1 - 2 relu(x))``. So a voxel is labelled exactly where the chosen channel exceeds
+    0.5, with probability 0.993 at 1 and 0.007 at 0, whatever the window or its padding.
+    """
+    import torch
+
+    from MultiModalSegLib.models import DTCVNet
+
+    network = DTCVNet(in_channels, 1, base_filters=1, normalization="none")
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.zero_()
+        network.encoder[0][0][0].weight[0, channel, 1, 1, 1] = 1.0
+        network.decoder[-1][0][0].weight[0, 0, 1, 1, 1] = 1.0
+        network.segmentation_head.weight.fill_(10.0)
+        network.segmentation_head.bias.fill_(-5.0)
+        network.level_set_head.weight.fill_(-2.0)
+        network.level_set_head.bias.fill_(1.0)
+    return network
+
+
+def threshold_dtc_manifest(modalities: list[str], model_id: str = "threshold-dtc") -> dict[str, Any]:
+    """Manifest of :func:`make_threshold_dtc`: raw intensities (no normalisation), one label, 16^3 windows."""
+    return {
+        "id": model_id,
+        "version": 1,
+        "method": "dtc",
+        "title": "hand-set DTC that thresholds its first modality, for tests",
+        "modalities": [{"name": name, "patterns": [f"*{name}*"], "normalization": "none"} for name in modalities],
+        "reference_modality": modalities[0],
+        "labels": [{"value": 1, "name": "object", "color": [0.8, 0.3, 0.3]}],
+        "preprocessing": {},
+        "patch_size": [16, 16, 16],
+        "supports_missing_modalities": False,
+        "provenance": {"data": "none (weights set by hand for tests)"},
+    }

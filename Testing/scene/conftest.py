@@ -3,7 +3,8 @@
 The tests run on the real MRML classes of the ``slicer-core`` wheel. What stands in for
 something that cannot run here: the Slicer application itself (replaced by
 :func:`create_headless_slicer`, built from the same logics) and a real ``predict`` run
-(replaced by :mod:`scene_fake_result`, which writes the same files with SimpleITK).
+(replaced by :mod:`scene_fake_result`: made-up arrays written by the backend's own
+result writer; `test_scene_real_predict.py` loads a real predict's folder too).
 """
 
 from __future__ import annotations

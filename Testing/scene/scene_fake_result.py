@@ -1,7 +1,10 @@
-"""A small fake ``predict`` output folder, written with SimpleITK as the backend writes it.
+"""A small fake ``predict`` output folder, written by the backend's own writer.
 
-It stands in for a real ``predict`` run (which needs torch and a model) so the scene tests
-run on their own; the files and ``result.json`` follow docs/architecture.md. The input is
+It stands in for a real ``predict`` run so that the scene tests know exactly where every
+structure is. Only the arrays are made up: they are handed to
+:meth:`MultiModalSegLib.inference.PredictionResult.write`, the code that writes a real
+``predict``'s folder, so the file names and ``result.json`` cannot drift from the backend's
+(``test_scene_real_predict.py`` loads a real ``predict``'s folder as well). The input is
 oblique and anisotropic on purpose: a rotated direction matrix and spacing
 (0.9, 0.8, 2.5) mm, so any LPS/RAS, axis-order or spacing mistake moves voxels.
 
@@ -12,12 +15,13 @@ where they are in the scene: a "liver" ellipsoid around :data:`LIVER_CENTER_RAS`
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from MultiModalSegLib.inference import PredictionResult
 
 SIZE_XYZ = (80, 72, 24)
 SPACING_XYZ = (0.9, 0.8, 2.5)
@@ -120,33 +124,21 @@ def write_fake_result(folder: Path, seed: int = 0) -> dict:
     tumor_probability = sigmoid(-tumor_distance_mm / 1.5)
     liver_probability = sigmoid(-(liver_distance - 1.0) * 12.0) * (1.0 - tumor_probability)
     level_set = np.tanh(tumor_distance_mm / 10.0)  # DTC: negative inside, in [-1, 1]
-    outputs = {
-        "labelmap": _write(labelmap, reference, result_dir / "labelmap.nii.gz", "uint8"),
-        "probabilities": {
-            "liver": _write(liver_probability, reference, result_dir / "probability_liver.nii.gz"),
-            "tumor": _write(tumor_probability, reference, result_dir / "probability_tumor.nii.gz"),
-        },
-        "attention": {
-            "arterial": _write(0.2 + 0.7 * tumor_probability, reference, result_dir / "attention_arterial.nii.gz"),
-            "venous": _write(0.8 * liver_probability, reference, result_dir / "attention_venous.nii.gz"),
-        },
-        "level_set": {"tumor": _write(level_set, reference, result_dir / "level_set_tumor.nii.gz")},
-        "uncertainty": _write(0.3 * np.exp(-(tumor_distance_mm / 2.0) ** 2), reference,
-                              result_dir / "uncertainty.nii.gz"),
-    }
-    files = [outputs["labelmap"], *outputs["probabilities"].values(), *outputs["attention"].values(),
-             *outputs["level_set"].values(), outputs["uncertainty"], "result.json"]
-    result = {
-        "model": {"id": "fake-model", "version": 1, "method": "maml"},
-        "reference_modality": "venous",
-        "available": ["arterial", "venous"],
-        "inputs": inputs,
-        "labels": LABELS,
-        "outputs": outputs,
-        "files": files,
-        "timing": {"seconds": 0.0, "windows": 0, "device": "cpu"},
-    }
-    (result_dir / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    # MAML's maps (attention) and DTC's (level set) together, so every overlay kind is present
+    prediction = PredictionResult(
+        reference=reference,
+        reference_modality="venous",
+        available=["arterial", "venous"],
+        labelmap=labelmap,
+        probabilities={"liver": liver_probability, "tumor": tumor_probability},
+        attention={"arterial": 0.2 + 0.7 * tumor_probability, "venous": 0.8 * liver_probability},
+        level_set={"tumor": level_set},
+        uncertainty=0.3 * np.exp(-(tumor_distance_mm / 2.0) ** 2),
+        labels=LABELS,
+        model={"id": "fake-model", "version": 1, "method": "maml"},
+        timing={"total_s": 0.0, "windows": 0, "device": "cpu"},
+    )
+    prediction.write(result_dir, inputs=inputs)
     return {
         "result_dir": result_dir,
         "inputs": inputs,
