@@ -369,7 +369,8 @@ def section_finetune(settings: CheckSettings, results: dict[str, Any], budget: B
     outcome = finetune(bundled_models_dir() / "maml-liver-ct2", labeled, unlabeled, settings.work / "finetune",
                        config, reporter=ProgressReporter(stream=stream), write_to_store=False)
     events = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-    per_iteration = [e["seconds_per_iteration"] for e in events if e.get("event") == "progress"]
+    per_iteration = [e["seconds_per_iteration"] for e in events  # the training events (not "saving")
+                     if e.get("event") == "progress" and "seconds_per_iteration" in e]
     steady = per_iteration[3:] or per_iteration
     results.update({"wall_s": round(outcome.seconds, 2), "training_s": round(sum(per_iteration), 2),
                     "median_s_per_iteration": round(statistics.median(steady), 4),
