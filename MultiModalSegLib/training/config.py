@@ -31,6 +31,8 @@ SCHEDULES = ("poly", "step", "constant")
 # DTC Table 2's ablation rows (the same names as losses.DTC_VARIANTS, kept here so that
 # reading a config does not import torch)
 DTC_VARIANT_NAMES = ("seg", "lsf", "seg+lsf", "seg+lsf+dtc")
+# the nested settings that ``TrainingConfig.apply_setting`` (``mmseg train --set``) reaches by name
+SETTING_SECTIONS = ("optimizer", "maml", "dtc")
 
 
 @dataclass
@@ -84,9 +86,18 @@ class MAMLSettings:
     base_filters: int = 16  # nnU-Net base 32; MAML's reference passes base_num_features // 2 = 16 per branch
     max_filters: int = 320  # nnU-Net v1 max_num_features for 3D
     deep_supervision: bool = True  # MAML reference trains with deep supervision (nnU-Net V2 trainer)
-    lambda_intra: float = 1.0  # the paper's lambda on sum_i L_intra; the reference: 1 (each branch's deep-supervised loss)
+    # The reference (MAMLTrainerV2) does not weigh the terms equally: its loss list is the joint output with
+    # nnU-Net's full-resolution weight w_0, then every branch's deep-supervised outputs with w_0, w_1, ...
+    # (summing to 1 per branch). So total = w_0 * L_joint + sum_i L_intra_i, i.e. the paper's lambda = 1/w_0
+    # relative to L_joint (1.75 at the bundled depth, w_0 = 4/7). losses/maml_loss.py has the derivation.
+    lambda_intra: float = 1.0  # weight of sum_i L_intra (each branch's deep-supervised loss); the reference: 1
+    # weight of the branches' lower-resolution (deep-supervision) terms alone; None: lambda_intra, the
+    # reference. Ours: MAML Table 1's MS+MA row (no mutual learning) is lambda_intra 0 with lambda_deep 1, so
+    # its decoders keep the deep supervision every other row trains with (lambda_intra 0 alone drops both)
+    lambda_deep: float | None = None
     # weight of L_joint; None: the reference's w_0, the full-resolution deep-supervision weight of a branch
-    # (4/7 = 0.571 for the bundled 5-stage networks), so the total is the reference's, not ~3x it
+    # (4/7 = 0.571 for the bundled 5-stage networks), so the total is the reference's; 1.0 would sum the three
+    # terms with weight 1 each, about 3x the reference's gradient at the same learning rate
     joint_weight: float | None = None
     unlabeled_consistency_weight: float = 1.0  # ours (MAML has no unlabeled term): MSE(branch softmax, joint softmax)
     consistency_rampup_iterations: int = 6000  # ours, by analogy with DTC: 40 ramp units x 150 iterations
