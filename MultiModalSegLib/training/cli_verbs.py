@@ -107,6 +107,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         help="DTC: the ablation row of DTC Table 2 (default seg+lsf+dtc, the full method); seg: "
                              "segmentation head only; lsf: level-set head only, the label read from the level set; "
                              "seg+lsf: both heads without the consistency term")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="any named setting of the training config (training/config.py), repeatable, applied "
+                             "last, e.g. --set maml.lambda_deep=1 --set optimizer.step_fraction=0.4167 --set "
+                             "dtc.consistency_rampup_iterations=1500")
     parser.add_argument("--architecture", default=None, metavar="JSON",
                         help="network settings merged over the above, as JSON or a .json file, e.g. the bundled "
                              "liver model's '{\"strides\": [[1,2,2],[2,2,2],[2,2,2],[2,2,2]], \"max_filters\": 64}'")
@@ -223,6 +227,8 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
         config.dtc.variant = args.dtc_variant
     if args.architecture:
         config.architecture_overrides = parse_architecture(args.architecture)
+    for assignment in getattr(args, "settings", None) or []:
+        config.apply_setting(assignment)
     config.validate()
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg train"
