@@ -104,23 +104,26 @@ def _phantom_kind(spec: str) -> Any | None:
 
 
 def _dataset_json(spec: str) -> dict[str, Any] | None:
+    """nnU-Net's ``dataset.json`` of a folder spec, or the object of a case-list ``.json`` (its ``labels``)."""
     path = Path(str(spec).rsplit(":", 1)[0] if str(spec).endswith((":train", ":test", ":all")) else str(spec))
     if path.name in ("imagesTr", "imagesTs"):
         path = path.parent
-    candidate = path / "dataset.json"
+    candidate = path if path.suffix.lower() == ".json" else path / "dataset.json"
     if candidate.is_file():
         try:
-            return json.loads(candidate.read_text(encoding="utf-8"))
+            value = json.loads(candidate.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return None
+        return value if isinstance(value, dict) else None
     return None
 
 
 def describe_labels(spec: str, values: list[int]) -> LabelTable:
     """Names and colours for the label ``values`` found in the data.
 
-    From the phantom kind, from nnU-Net's ``dataset.json`` ``labels``, BraTS conventions for
-    BraTS values, else ``label_<value>``.
+    From the phantom kind, from nnU-Net's ``dataset.json`` ``labels`` (or the ``labels`` of a
+    case-list ``.json`` of the form ``{"cases": [...], "labels": {"liver": 1}}``), BraTS
+    conventions for BraTS values, else ``label_<value>``.
     """
     names: dict[int, str] = {}
     colors: dict[int, list[float]] = {}
