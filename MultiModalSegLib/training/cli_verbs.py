@@ -195,12 +195,10 @@ def _cancelled(reporter: Any, exc: Any) -> int:
     return exc.exit_code
 
 
-def run_train(args: argparse.Namespace, reporter: Any) -> int:
-    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled
+def training_config_from_arguments(args: argparse.Namespace) -> Any:
+    """The :class:`TrainingConfig` that ``mmseg train`` with these parsed arguments trains with (validated)."""
     from MultiModalSegLib.training.config import TrainingConfig
-    from MultiModalSegLib.training.train import train
 
-    _quiet_unless_rank_zero(reporter)
     overrides: dict[str, Any] = {
         "iterations": args.iterations, "patch_size": args.patch, "batch_size": args.batch,
         "labeled_batch_size": args.labeled_batch, "seed": args.seed, "device": args.device,
@@ -230,6 +228,15 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
     for assignment in getattr(args, "settings", None) or []:
         config.apply_setting(assignment)
     config.validate()
+    return config
+
+
+def run_train(args: argparse.Namespace, reporter: Any) -> int:
+    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled
+    from MultiModalSegLib.training.train import train
+
+    _quiet_unless_rank_zero(reporter)
+    config = training_config_from_arguments(args)
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg train"
     with CancellationToken() as token:

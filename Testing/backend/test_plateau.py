@@ -7,7 +7,7 @@ import math
 import pytest
 
 from MultiModalSegLib.errors import MultiModalSegError
-from MultiModalSegLib.training.plateau import plateau_test
+from MultiModalSegLib.training.plateau import plateau_test, pooled_plateau_test
 
 
 def test_noisy_window_whose_slope_is_not_significant():
@@ -45,3 +45,20 @@ def test_too_few_validations_in_the_window_cannot_show_a_plateau():
     assert not plateau_test([60, 70, 80], [0.5, 0.5, 0.5], run_length=100).holds
     with pytest.raises(MultiModalSegError):
         plateau_test([1, 2], [0.5])
+
+
+def test_pooled_seeds_share_one_slope_and_gain_power():
+    # two runs with the window of the first example, the second 0.01 higher: the shared slope is the same
+    # 0.0016, but SSR 2 x 1.8 and Sxx 2 x 5 (in the example's units) over 8 - 2 - 1 = 5 degrees of freedom:
+    # SE = sqrt(3.6 / 5 / 10) = 0.26833, t(0.975, 5) = 2.57058, half-width 0.68976 -> CI [0.1102, 1.4898] x 0.002
+    first = ([85, 90, 95, 100], [0.0, 0.02, 0.01, 0.03])
+    second = ([85, 90, 95, 100], [0.01, 0.03, 0.02, 0.04])
+    result = pooled_plateau_test([first, second], run_length=100)
+    assert result.slope == pytest.approx(0.0016) and result.n_points == 8
+    assert result.ci_low == pytest.approx(0.1102 * 0.002, abs=1e-6)
+    assert result.ci_high == pytest.approx(1.4898 * 0.002, abs=1e-6)
+    assert not result.holds  # each run alone is not significant (first test above); together they are
+    assert pooled_plateau_test([first], run_length=100).ci_low == plateau_test(*first, run_length=100).ci_low
+    # levels do not leak into the slope: a flat run far above a flat run is still flat
+    flat = pooled_plateau_test([([80, 90, 100], [0.2, 0.2, 0.2]), ([80, 90, 100], [0.9, 0.9, 0.9])])
+    assert flat.holds and flat.slope == 0.0
