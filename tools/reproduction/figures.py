@@ -56,11 +56,7 @@ def learning_curves(curves: dict[str, list], titles: dict[str, str], path: Path,
     for index in range(len(keys), rows * columns):
         axes[index // columns][index % columns].axis("off")
     figure.suptitle(heading, fontsize=10)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def case_boxes(values: dict[str, np.ndarray], titles: dict[str, str], path: Path, *, label: str, floor: float,
@@ -80,10 +76,14 @@ def case_boxes(values: dict[str, np.ndarray], titles: dict[str, str], path: Path
     axis.set_ylabel(f"test {label} Dice [%] (per case, mean over seeds)", fontsize=8)
     axis.set_ylim(0, 100)
     axis.set_title(heading, fontsize=10)
-    figure.tight_layout()
+    return _save(plt, figure, path)
+
+
+def _save(plt: object, figure: object, path: Path) -> Path:
+    figure.tight_layout()  # type: ignore[attr-defined]
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    figure.savefig(path, dpi=110)  # type: ignore[attr-defined]
+    plt.close(figure)  # type: ignore[attr-defined]
     return path
 
 

@@ -24,6 +24,7 @@ from reproduction.plan import eval_folder
 from reproduction.profiles import Profile, differences
 from reproduction.results import Curve, EvaluationData, cpu_seconds, load_curve, load_evaluation
 
+from MultiModalSegLib.atomic import atomic_write_json
 from MultiModalSegLib.evaluation.claims import (
     PairedDifference,
     Verdict,
@@ -325,11 +326,30 @@ def paper_section(results: PaperResults, records: Path, images: Path, image_pref
     return lines
 
 
+def verdict_record(loaded: list[PaperResults]) -> dict[str, object]:
+    """The verdicts, effects and plateau tests as JSON (``WORK/verdicts.json``), for scripts."""
+    record: dict[str, object] = {}
+    for results in loaded:
+        record[results.paper] = {
+            "claims": [{"claim": claim.claim.title, "verdict": claim.verdict, "comparisons": [
+                {"first": item.comparison.first, "second": item.comparison.second, "verdict": item.verdict.word,
+                 "reason": item.verdict.reason, **item.difference.to_dict()} for item in claim.comparisons]}
+                for claim in results.claims],
+            "plateau": {arm: results.plateau(arm).to_dict() for arm in results.curves},
+            "mean_dice": {key: data.mean(results.label) for key, data in results.evaluations.items()},
+        }
+    return record
+
+
 def write_report(profile: Profile, work: Path, output: Path, papers: list[str], command: str) -> str:
-    """Test every claim of ``papers`` and return the markdown; the PNGs go to ``output``'s ``images/`` folder."""
+    """Test every claim of ``papers`` and return the markdown; the PNGs go to ``output``'s ``images/`` folder.
+
+    Also writes ``WORK/verdicts.json`` (:func:`verdict_record`).
+    """
     records = work / "jobs"
     images = output.parent / "images"
     loaded = [load_paper(profile, work, paper) for paper in papers]
+    atomic_write_json(work / "verdicts.json", verdict_record(loaded))
     total_cpu = cpu_seconds(records, "")
     lines = [
         "# Results: the papers' tables on phantoms",
