@@ -30,10 +30,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py --output bench-output
 
-# Trains every arm of the papers' tables on phantoms, evaluates them on held-out phantoms and
-# writes docs/results.md (resumable: finished arms in reproduce-output/ are kept).
+# Trains every arm of the papers' tables on phantoms (three seeds each), evaluates them on held-out
+# phantoms, gives each claim a verdict and writes docs/results.md with its PNGs (about 3 core-hours on
+# the development machine; docs/reproduction.md). Resumable and runnable in chunks: finished trainings
+# and evaluations in reproduce-output/ are kept, e.g.
+#   make reproduce REPRODUCE_ARGS="--only maml --seeds 1337 --max-minutes 120"
 reproduce: $(STAMP)
-	$(PY) tools/reproduce.py --work reproduce-output --output docs/results.md
+	$(PY) tools/reproduce.py --output docs/results.md $(REPRODUCE_ARGS)
 
 # The GPU check (tools/gpu_check.py): bundled models CPU fp32 vs GPU AMP, a 512x512x200 CT, the CUDA
 # SDF, AMP training steps and 200 fine-tuning iterations, in at most 8 minutes on one H100; writes

@@ -17,8 +17,9 @@ read from one *spec* string (what the user types after ``--data``):
     case without one is unlabeled.
 ``FILE.json``
     A list of ``{"id": ..., "images": {"t1": "path", ...}, "label": "path"}`` (``label``
-    absent or null: unlabeled), or ``{"cases": [...]}``. Relative paths are resolved
-    against the JSON file's folder.
+    absent or null: unlabeled), or ``{"cases": [...]}``, which may also name the label
+    values as nnU-Net's ``dataset.json`` does (``"labels": {"liver": 1, "tumor": 2}``; training
+    writes the names into the model). Relative paths are resolved against the JSON file's folder.
 ``phantom:KIND:N[:SEED][:APPEARANCE][?shape=ZxYxX]``
     N synthetic cases of a phantom kind (``MultiModalSegLib.phantoms.PHANTOM_KINDS``).
     Case ``i`` (0-based) is ``make_case(KIND, seed=SEED * 100000 + i)``, so

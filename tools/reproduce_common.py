@@ -1,4 +1,4 @@
-"""What ``tools/reproduce_maml.py`` and ``tools/reproduce_dtc.py`` share: reading back a finished arm, evaluation bars."""
+"""What ``tools/reproduce_dtc.py`` and ``tools/reproduction`` share: reading back a finished arm, evaluation bars."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 from MultiModalSegLib.errors import MultiModalSegError
 
 
-def finished_arm(output: Path, key: str, iterations: int) -> dict[str, Any] | None:
+def finished_arm(output: Path, key: str, iterations: int, announce: bool = True) -> dict[str, Any] | None:
     """The ``result.json`` of an arm already trained for ``iterations`` in ``output``, else None.
 
     Raises :class:`MultiModalSegError` when ``output`` holds a finished training of another
-    length (a different budget must not be mixed into one table).
+    length (a different budget must not be mixed into one table). ``announce`` prints that the
+    arm is skipped.
     """
     result_path = output / "result.json"
     if not (result_path.is_file() and (output / "last" / "manifest.json").is_file()):
@@ -24,7 +25,8 @@ def finished_arm(output: Path, key: str, iterations: int) -> dict[str, Any] | No
         raise MultiModalSegError(
             f"{output} holds a finished training of {result.get('iterations')} iterations, not {iterations}; "
             "use another --work folder, or delete that arm's folder to train it again.")
-    print(f"[{key}] trained already ({result['iterations']} iterations), skipping", flush=True)
+    if announce:
+        print(f"[{key}] trained already ({result['iterations']} iterations), skipping", flush=True)
     return result
 
 

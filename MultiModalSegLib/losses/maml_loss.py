@@ -19,6 +19,21 @@ by ``w_0`` of the branches' output count (0.571 for the bundled 5-stage networks
 branches return 4 supervised outputs; 0.533 for 5) and ``lambda_intra = 1``. Summing the three
 terms with weight 1 each (``joint_weight=1``) instead gives about 3x the reference's gradient
 at the same learning rate, a confound for the paper's tables.
+
+Each branch's loss has two parts: its full-resolution output (the branch's own prediction from
+its modality alone, the paper's ``L_intra``: mutual learning, and what runs when another
+modality is missing) and nnU-Net's deep supervision of its decoder's lower levels. The joint
+output is made from the branches' full-resolution decoder features, so those decoders are the
+joint network's decoders as well, and the joint head has no deep outputs of its own (as in the
+reference). ``lambda_deep`` weighs the deep part separately:
+
+    L = w_joint * L_joint + lambda * sum_i w_0 L_i,0 + lambda_deep * sum_i sum_{l>=1} w_l L_i,l
+
+``lambda_deep=None`` (default) uses ``lambda`` for both parts, the reference's single loss
+list. MAML Table 1's MS+MA row (no mutual learning) is ``lambda=0, lambda_deep=1``: the branches'
+own predictions leave the loss while the decoders keep the deep supervision that every nnU-Net
+network -- and so every U-Net row of the table -- trains with. ``lambda=0`` alone would remove
+both at once, and MS+MA would be the only row trained without deep supervision.
 """
 
 from __future__ import annotations
@@ -67,6 +82,9 @@ class MAMLLoss(nn.Module):
     Args:
         lambda_intra: weight of the summed per-modality losses (the paper's lambda).
             Default 1.0, as the reference (each branch's deep-supervised loss has weight 1).
+        lambda_deep: weight of the branches' lower-resolution (deep-supervision) terms;
+            None (default): ``lambda_intra``, the reference. ``lambda_intra=0,
+            lambda_deep=1`` is MS+MA with deep supervision (see the module docstring).
         joint_weight: weight of ``L_joint``. ``"reference"`` (default): the reference
             code's ``w_0``, the full-resolution deep-supervision weight of a branch with
             its number of outputs (1.0 when the branches have no deep outputs, or there
@@ -101,9 +119,13 @@ class MAMLLoss(nn.Module):
         deep_supervision_weights: Sequence[float] | None = None,
         segmentation_loss: nn.Module | None = None,
         joint_weight: float | str = "reference",
+        lambda_deep: float | None = None,
     ) -> None:
         super().__init__()
         self.lambda_intra = float(lambda_intra)
+        self.lambda_deep = None if lambda_deep is None else float(lambda_deep)
+        if self.lambda_intra < 0 or (self.lambda_deep is not None and self.lambda_deep < 0):
+            raise ValueError(f"lambda_intra and lambda_deep must be >= 0, not {lambda_intra!r} and {lambda_deep!r}.")
         if joint_weight != "reference" and not (isinstance(joint_weight, (int, float)) and joint_weight >= 0):
             raise ValueError(f"joint_weight must be 'reference' or a number >= 0, not {joint_weight!r}.")
         self.joint_weight = joint_weight
@@ -122,17 +144,22 @@ class MAMLLoss(nn.Module):
             )
         return self.deep_supervision_weights
 
-    def _head_loss(self, outputs: Sequence[Tensor], target: Tensor, cache: dict[Any, Tensor]) -> Tensor:
-        """Weighted sum over one head's outputs, full resolution first."""
-        total = outputs[0].new_zeros((), dtype=torch.float32)
+    def _level_losses(self, outputs: Sequence[Tensor], target: Tensor, cache: dict[Any, Tensor]) -> list[Tensor]:
+        """One head's weighted loss per output, full resolution first (zero where the weight is 0)."""
+        terms = []
         for weight, logits in zip(self._weights_for(len(outputs)), outputs):
             if weight == 0:
+                terms.append(logits.new_zeros((), dtype=torch.float32))
                 continue
             spatial = logits.shape[2:]
             if spatial not in cache:
                 cache[spatial] = _downsample_target(target, spatial)
-            total = total + weight * self.segmentation_loss(logits, cache[spatial])
-        return total
+            terms.append(weight * self.segmentation_loss(logits, cache[spatial]))
+        return terms
+
+    def _head_loss(self, outputs: Sequence[Tensor], target: Tensor, cache: dict[Any, Tensor]) -> Tensor:
+        """Weighted sum over one head's outputs, full resolution first."""
+        return torch.stack(self._level_losses(outputs, target, cache)).sum()
 
     @staticmethod
     def _branch_levels(outputs: Mapping[str, Any]) -> dict[str, list[Tensor]]:
@@ -160,11 +187,16 @@ class MAMLLoss(nn.Module):
         cache: dict[Any, Tensor] = {joint.shape[2:]: target}
         joint_levels = [joint, *outputs.get("joint_deep", [])]
         terms: dict[str, Tensor] = {"joint": self._head_loss(joint_levels, target, cache)}
-        intra_sum = terms["joint"].new_zeros(())
+        full_sum = terms["joint"].new_zeros(())
+        deep_sum = terms["joint"].new_zeros(())
         for name, levels in self._branch_levels(outputs).items():
-            terms[f"intra/{name}"] = self._head_loss(levels, target, cache)
-            intra_sum = intra_sum + terms[f"intra/{name}"]
-        terms["total"] = self._joint_weight(outputs) * terms["joint"] + self.lambda_intra * intra_sum
+            level_losses = self._level_losses(levels, target, cache)
+            terms[f"intra/{name}"] = torch.stack(level_losses).sum()
+            full_sum = full_sum + level_losses[0]
+            deep_sum = deep_sum + sum(level_losses[1:], start=deep_sum.new_zeros(()))
+        lambda_deep = self.lambda_intra if self.lambda_deep is None else self.lambda_deep
+        terms["total"] = (self._joint_weight(outputs) * terms["joint"] + self.lambda_intra * full_sum
+                          + lambda_deep * deep_sum)
         return terms
 
     def _joint_weight(self, outputs: Mapping[str, Any]) -> float:

@@ -108,6 +108,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         help="DTC: the ablation row of DTC Table 2 (default seg+lsf+dtc, the full method); seg: "
                              "segmentation head only; lsf: level-set head only, the label read from the level set; "
                              "seg+lsf: both heads without the consistency term")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="any named setting of the training config (training/config.py), repeatable, applied "
+                             "last, e.g. --set maml.lambda_deep=1 --set optimizer.step_fraction=0.4167 --set "
+                             "dtc.consistency_rampup_iterations=1500")
     parser.add_argument("--architecture", default=None, metavar="JSON",
                         help="network settings merged over the above, as JSON or a .json file, e.g. the bundled "
                              "liver model's '{\"strides\": [[1,2,2],[2,2,2],[2,2,2],[2,2,2]], \"max_filters\": 64}'")
@@ -186,13 +190,10 @@ def _quiet_unless_rank_zero(reporter: Any) -> None:
         reporter.quiet = True
 
 
-def run_train(args: argparse.Namespace, reporter: Any) -> int:
-    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled, report_cancelled
+def training_config_from_arguments(args: argparse.Namespace) -> Any:
+    """The :class:`TrainingConfig` that ``mmseg train`` with these parsed arguments trains with (validated)."""
     from MultiModalSegLib.training.config import TrainingConfig
-    from MultiModalSegLib.training.resume import OPTION_FIELDS, check_resume_settings
-    from MultiModalSegLib.training.train import train
 
-    _quiet_unless_rank_zero(reporter)
     overrides: dict[str, Any] = {
         "iterations": args.iterations, "patch_size": args.patch, "batch_size": args.batch,
         "labeled_batch_size": args.labeled_batch, "seed": args.seed, "device": args.device,
@@ -219,7 +220,19 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
         config.dtc.variant = args.dtc_variant
     if args.architecture:
         config.architecture_overrides = parse_architecture(args.architecture)
+    for assignment in getattr(args, "settings", None) or []:
+        config.apply_setting(assignment)
     config.validate()
+    return config
+
+
+def run_train(args: argparse.Namespace, reporter: Any) -> int:
+    from MultiModalSegLib.training.cancellation import CancellationToken, TrainingCancelled, report_cancelled
+    from MultiModalSegLib.training.resume import OPTION_FIELDS, check_resume_settings
+    from MultiModalSegLib.training.train import train
+
+    _quiet_unless_rank_zero(reporter)
+    config = training_config_from_arguments(args)
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()] if args.modalities else None
     check_writable_folder(args.output, "output folder", OUTPUT_REMEDY)
     if args.resume:

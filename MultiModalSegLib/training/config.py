@@ -31,6 +31,8 @@ SCHEDULES = ("poly", "step", "constant")
 # DTC Table 2's ablation rows (the same names as losses.DTC_VARIANTS, kept here so that
 # reading a config does not import torch)
 DTC_VARIANT_NAMES = ("seg", "lsf", "seg+lsf", "seg+lsf+dtc")
+# the nested settings that ``TrainingConfig.apply_setting`` (``mmseg train --set``) reaches by name
+SETTING_SECTIONS = ("optimizer", "maml", "dtc")
 
 
 @dataclass
@@ -44,6 +46,10 @@ class OptimizerConfig:
     schedule: str = "poly"  # MAML/nnU-Net: poly; DTC: step
     poly_exponent: float = 0.9  # nnU-Net poly_lr exponent
     step_every: int = 2500  # DTC: lr * 0.1 ** (iteration // 2500)
+    # ours: step every round(step_fraction * iterations) instead, so a shorter (or longer) run keeps the
+    # reference's shape: DTC steps at 2500 of 6000 iterations, step_fraction = 2500 / 6000 = 0.4167.
+    # None: every step_every iterations
+    step_fraction: float | None = None
     step_factor: float = 0.1  # DTC
     gradient_clip_norm: float | None = 12.0  # MAML/nnU-Net V2 trainer clips at 12; DTC does not clip
 
@@ -53,8 +59,14 @@ class OptimizerConfig:
             fraction = min(max(iteration / max(total_iterations, 1), 0.0), 1.0)
             return self.learning_rate * (1.0 - fraction) ** self.poly_exponent
         if self.schedule == "step":
-            return self.learning_rate * self.step_factor ** (iteration // max(self.step_every, 1))
+            return self.learning_rate * self.step_factor ** (iteration // self.step_interval(total_iterations))
         return self.learning_rate
+
+    def step_interval(self, total_iterations: int) -> int:
+        """Iterations between two learning-rate steps: ``step_every``, or ``step_fraction`` of the run."""
+        if self.step_fraction is not None:
+            return max(1, round(self.step_fraction * total_iterations))
+        return max(self.step_every, 1)
 
     def validate(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -62,6 +74,9 @@ class OptimizerConfig:
                 f"Unknown learning-rate schedule '{self.schedule}'; use one of {', '.join(SCHEDULES)}.")
         if not self.learning_rate > 0:
             raise MultiModalSegError(f"The learning rate must be positive, not {self.learning_rate}.")
+        if self.step_fraction is not None and not 0.0 < float(self.step_fraction) <= 1.0:
+            raise MultiModalSegError(
+                f"step_fraction must lie in (0, 1] (a fraction of the run), not {self.step_fraction}.")
 
 
 def maml_optimizer() -> OptimizerConfig:
@@ -84,9 +99,19 @@ class MAMLSettings:
     base_filters: int = 16  # nnU-Net base 32; MAML's reference passes base_num_features // 2 = 16 per branch
     max_filters: int = 320  # nnU-Net v1 max_num_features for 3D
     deep_supervision: bool = True  # MAML reference trains with deep supervision (nnU-Net V2 trainer)
-    lambda_intra: float = 1.0  # the paper's lambda on sum_i L_intra; the reference: 1 (each branch's deep-supervised loss)
+    # The reference (MAMLTrainerV2) does not weigh the terms equally: its loss list is the joint output with
+    # nnU-Net's full-resolution weight w_0, then every branch's deep-supervised outputs with w_0, w_1, ...
+    # (summing to 1 per branch). So total = w_0 * L_joint + sum_i L_intra_i, i.e. the paper's lambda = 1/w_0
+    # relative to L_joint (1.75 at the bundled depth, w_0 = 4/7). losses/maml_loss.py has the derivation.
+    lambda_intra: float = 1.0  # weight of sum_i L_intra (each branch's loss; its full-resolution part alone when
+    # lambda_deep is set); the reference: 1
+    # weight of the branches' lower-resolution (deep-supervision) terms alone; None: lambda_intra, the
+    # reference. Ours: MAML Table 1's MS+MA row (no mutual learning) is lambda_intra 0 with lambda_deep 1, so
+    # its decoders keep the deep supervision every other row trains with (lambda_intra 0 alone drops both)
+    lambda_deep: float | None = None
     # weight of L_joint; None: the reference's w_0, the full-resolution deep-supervision weight of a branch
-    # (4/7 = 0.571 for the bundled 5-stage networks), so the total is the reference's, not ~3x it
+    # (4/7 = 0.571 for the bundled 5-stage networks), so the total is the reference's; 1.0 would sum the three
+    # terms with weight 1 each, about 3x the reference's gradient at the same learning rate
     joint_weight: float | None = None
     unlabeled_consistency_weight: float = 1.0  # ours (MAML has no unlabeled term): MSE(branch softmax, joint softmax)
     consistency_rampup_iterations: int = 6000  # ours, by analogy with DTC: 40 ramp units x 150 iterations
@@ -223,6 +248,45 @@ class TrainingConfig:
         value = dataclasses.asdict(self)
         value["patch_size"] = list(self.patch_size)
         return value
+
+    def apply_setting(self, assignment: str) -> None:
+        """Set one named setting from ``KEY=VALUE`` (``mmseg train --set``), e.g. ``maml.lambda_deep=1``.
+
+        KEY is a field of this config or ``optimizer.``/``maml.``/``dtc.`` and one of theirs; VALUE is
+        read as JSON (``0.4167``, ``true``, ``null``, ``[1, 2]``), else taken as text. A number may
+        replace a number (ints become floats where the default is a float); ``null`` resets an optional
+        setting. Raises :class:`MultiModalSegError` with the known names for an unknown key.
+        """
+        import json
+
+        key, separator, text = str(assignment).partition("=")
+        key = key.strip()
+        if not separator or not key:
+            raise MultiModalSegError(f"--set takes KEY=VALUE (e.g. maml.lambda_deep=1), not '{assignment}'.")
+        target: Any = self
+        section, _, name = key.rpartition(".")
+        if section:
+            if section not in SETTING_SECTIONS:
+                raise MultiModalSegError(
+                    f"Unknown settings section '{section}' in --set {key}; use one of {', '.join(SETTING_SECTIONS)}.")
+            target = getattr(self, section)
+        known = {f.name for f in dataclasses.fields(target)} - ({*SETTING_SECTIONS} if not section else set())
+        if name not in known:
+            raise MultiModalSegError(
+                f"Unknown setting '{key}'; {section or 'the training config'} has {', '.join(sorted(known))}.")
+        try:
+            value: Any = json.loads(text)
+        except json.JSONDecodeError:
+            value = text.strip()
+        current = getattr(target, name)
+        if isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(current, float) and type(value) is int:
+            value = float(value)
+        if current is not None and value is not None and type(value) is not type(current):
+            raise MultiModalSegError(
+                f"--set {key} needs a {type(current).__name__} (it is {current!r}), not '{text.strip()}'.")
+        setattr(target, name, value)
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> TrainingConfig:

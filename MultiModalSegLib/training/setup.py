@@ -105,7 +105,8 @@ def build_step(config: TrainingConfig) -> Any:
         from MultiModalSegLib.training.maml_step import MAMLStep
 
         joint_weight = "reference" if config.maml.joint_weight is None else float(config.maml.joint_weight)
-        return MAMLStep(MAMLLoss(lambda_intra=config.maml.lambda_intra, joint_weight=joint_weight),
+        return MAMLStep(MAMLLoss(lambda_intra=config.maml.lambda_intra, joint_weight=joint_weight,
+                                 lambda_deep=config.maml.lambda_deep),
                         consistency_weight=config.maml.unlabeled_consistency_weight,
                         rampup_iterations=config.maml.consistency_rampup_iterations)
     if config.method == "unet":

@@ -320,7 +320,8 @@ def train(config: TrainingConfig, data: str, output: str | Path, *, modalities: 
         # the validator must be given on every rank (only rank 0 calls it), or the ranks' barriers differ
         def validator(net: Any, iteration: int) -> Any:
             return validate_network(net, config.method, held_out, labels.names, config.patch_size, iteration,
-                                    device=device, token=None if context.enabled else token)
+                                    device=device, token=None if context.enabled else token,
+                                    segmentation_output=config.dtc.segmentation_output)
 
         loop = TrainingLoop(network=network, module=module, optimizer=optimizer, step=build_step(config),
                             batches=batches, optimizer_config=config.optimizer, state=state, device=device,

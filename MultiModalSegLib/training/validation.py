@@ -48,33 +48,40 @@ class ValidationResult:
                 "cases": self.cases, "seconds": round(self.seconds, 3)}
 
 
-def probability_forward(module: torch.nn.Module, method: str) -> Any:
+def probability_forward(module: torch.nn.Module, method: str, segmentation_output: str = "segmentation") -> Any:
     """A sliding-window forward that returns ``{"probabilities": [B, K, *patch]}``.
 
     MAML and the U-Net baselines: softmax of the joint logits (K includes background). DTC:
-    sigmoid of the segmentation logits (one channel per foreground class).
+    sigmoid of the segmentation logits (one channel per foreground class), or with
+    ``segmentation_output="level_set"`` (DTC Table 2's LSF row, whose segmentation head is not
+    trained) the Heaviside of the level set, as :func:`~MultiModalSegLib.inference.predict` reads it.
     """
     import torch
 
+    from MultiModalSegLib.levelset import heaviside
     from MultiModalSegLib.weights import SOFTMAX_METHODS
 
     def forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
         if method in SOFTMAX_METHODS:
             return {"probabilities": torch.softmax(module(batch)["joint"].float(), dim=1)}
-        seg_logits, _ = module(batch)
+        seg_logits, level_set = module(batch)
+        if segmentation_output == "level_set":
+            return {"probabilities": heaviside(level_set.float())}
         return {"probabilities": torch.sigmoid(seg_logits.float())}
 
     return forward
 
 
 def predict_labels(module: torch.nn.Module, method: str, image: np.ndarray, patch_size: tuple[int, int, int],
-                   device: torch.device | str = "cpu", overlap: float = 0.5, batch_size: int = 2) -> np.ndarray:
+                   device: torch.device | str = "cpu", overlap: float = 0.5, batch_size: int = 2,
+                   segmentation_output: str = "segmentation") -> np.ndarray:
     """Class indices ``[z, y, x]`` for one prepared volume ``[M, z, y, x]`` (module in eval mode)."""
     from MultiModalSegLib.inference import probabilities_to_labels
     from MultiModalSegLib.sliding_window import sliding_window_predict
 
-    outputs, _ = sliding_window_predict(np.asarray(image, dtype=np.float32), probability_forward(module, method),
-                                        tuple(patch_size), overlap=overlap, batch_size=batch_size, device=device,
+    forward = probability_forward(module, method, segmentation_output)
+    outputs, _ = sliding_window_predict(np.asarray(image, dtype=np.float32), forward, tuple(patch_size),
+                                        overlap=overlap, batch_size=batch_size, device=device,
                                         output_dtype=np.float32)
     return probabilities_to_labels(outputs["probabilities"], method)
 
@@ -82,8 +89,12 @@ def predict_labels(module: torch.nn.Module, method: str, image: np.ndarray, patc
 def validate_network(module: torch.nn.Module, method: str, volumes: list[ValidationVolume],
                      label_names: list[str], patch_size: tuple[int, int, int], iteration: int,
                      device: torch.device | str = "cpu", overlap: float = 0.5,
-                     token: CancellationToken | None = None) -> ValidationResult:
+                     token: CancellationToken | None = None,
+                     segmentation_output: str = "segmentation") -> ValidationResult:
     """Segment every held-out volume and score it; the module's train/eval mode is restored.
+
+    ``segmentation_output``: the DTC head the label is read from (``DTCSettings.segmentation_output``:
+    the level set for the LSF ablation), so the curve measures what the package will predict.
 
     ``label_names`` are the foreground labels in class-index order (class ``i + 1``).
     A class absent from both the prediction and the reference scores 1.0 (metrics.dice);
@@ -103,7 +114,8 @@ def validate_network(module: torch.nn.Module, method: str, volumes: list[Validat
         for volume in volumes:
             if token is not None:
                 token.check(iteration)
-            prediction = predict_labels(module, method, volume.image, patch_size, device=device, overlap=overlap)
+            prediction = predict_labels(module, method, volume.image, patch_size, device=device, overlap=overlap,
+                                        segmentation_output=segmentation_output)
             scores: dict[str, float] = {}
             for index, name in enumerate(label_names, start=1):
                 reference = volume.label == index

@@ -180,6 +180,19 @@ def test_json_round_trip_with_relative_paths(tmp_path: Path) -> None:
     assert_same_cases(load_cases(str(json_path)), cases)
 
 
+def test_json_case_list_object_names_the_labels(tmp_path: Path) -> None:
+    """``{"cases": [...], "labels": {...}}``: training names its labels from it (a bare list gets label_<v> names)."""
+    from MultiModalSegLib.training.data import describe_labels
+
+    cases = [make_case("a", 0)]
+    entries = json.loads(write_cases_json(cases, tmp_path / "cases.json").read_text())
+    listing = tmp_path / "named.json"
+    listing.write_text(json.dumps({"cases": entries, "labels": {"background": 0, "liver": 1, "tumor": 2}}))
+    assert_same_cases(load_cases(str(listing)), cases)
+    assert describe_labels(str(listing), [1, 2]).names == ["liver", "tumor"]
+    assert describe_labels(str(tmp_path / "cases.json"), [1, 3]).names == ["label_1", "label_3"]
+
+
 def test_json_list_reports_missing_files_and_bad_entries(tmp_path: Path) -> None:
     json_path = tmp_path / "cases.json"
     json_path.write_text(json.dumps([{"id": "x", "images": {"t1": "nowhere.nii.gz"}}]))

@@ -127,3 +127,22 @@ def test_mmseg_train_takes_the_variant(tmp_path):
     assert manifest["provenance"]["config"]["dtc"]["variant"] == "lsf"
     with pytest.raises(SystemExit):
         main(["train", "--method", "dtc", "--dtc-variant", "none", "--data", "x", "--output", str(tmp_path / "x")])
+
+
+@pytest.mark.slow
+def test_lsf_training_validates_the_label_its_package_will_predict(tmp_path):
+    """The validation curve of the LSF row reads the level set (its segmentation head is never trained)."""
+    from MultiModalSegLib.cli import main
+    from MultiModalSegLib.datasets import load_cases
+    from MultiModalSegLib.evaluation import evaluate_model
+
+    data = "phantom:atrium-mr:3:0?shape=16x32x32"
+    folder = tmp_path / "lsf"
+    code = main(["train", "--method", "dtc", "--dtc-variant", "lsf", "--data", data, "--output", str(folder),
+                 "--iterations", "2", "--patch", "16x32x32", "--batch", "2", "--validation-cases", "1",
+                 "--validate-every", "2", "--base-filters", "2", "--device", "cpu"])
+    assert code == 0
+    recorded = json.loads((folder / "result.json").read_text())["validation"][-1]["dice_per_class"]["left_atrium"]
+    validation_case = load_cases(data)[-1:]  # split_cases holds out the last labeled case
+    evaluated = evaluate_model(folder / "last", validation_case, device="cpu", bootstrap=10).mean("left_atrium")
+    assert recorded == pytest.approx(evaluated, abs=1e-6)

@@ -171,7 +171,7 @@ def test_every_long_verb_ends_with_a_summary_in_words(verb, record, expected):
 
 
 def test_a_child_backends_lines_all_reach_the_log_and_its_progress_a_bar():
-    """tools/reproduce_maml.py trains in child processes: their JSON lines go to a log, their progress to a bar."""
+    """tools/reproduce_dtc.py trains in child processes: their JSON lines go to a log, their progress to a bar."""
     from MultiModalSegLib.human_progress import TerminalProgress, relay_json_lines
 
     lines = ['{"event": "started", "verb": "train"}\n', "a stray print\n",

@@ -162,6 +162,38 @@ def test_maml_loss_with_deep_supervision_weights_levels_and_downsamples_targets(
     torch.testing.assert_close(MAMLLoss(lambda_intra=0.25)(outputs, target)["total"], terms["total"])
 
 
+def test_ms_ma_setting_keeps_the_branches_deep_supervision_and_drops_their_own_prediction():
+    """MAML Table 1's MS+MA row: lambda_intra 0, lambda_deep 1 (lambda_intra 0 alone left it no deep supervision)."""
+    generator = torch.Generator().manual_seed(9)
+    outputs = maml_outputs(generator, 2, 3, 16, levels=4)
+    target = random_labels(generator, (2, 16, 16, 16), 3)
+    weights = nnunet_deep_supervision_weights(4)  # 4/7, 2/7, 1/7, 0
+    dice_ce = DiceCELoss()
+    joint = dice_ce(outputs["joint"], target)
+    full, deep = {}, {}
+    for name in ("arterial", "venous"):
+        full[name] = weights[0] * dice_ce(outputs["branches"][name], target)
+        deep[name] = sum(weights[level] * dice_ce(logits, target[:, 2**level // 2::2**level, 2**level // 2::2**level,
+                                                                  2**level // 2::2**level])
+                         for level, logits in enumerate(outputs["branches_deep"][name], start=1))
+    ms_ma = MAMLLoss(lambda_intra=0.0, lambda_deep=1.0)(outputs, target)
+    torch.testing.assert_close(ms_ma["total"], (4.0 / 7.0) * joint + deep["arterial"] + deep["venous"])
+    for name in ("arterial", "venous"):  # the logged branch loss is still the whole deep-supervised one
+        torch.testing.assert_close(ms_ma[f"intra/{name}"], full[name] + deep[name])
+    # lambda_deep None is the reference's single loss list: unchanged
+    reference = MAMLLoss(lambda_intra=0.5)(outputs, target)
+    torch.testing.assert_close(reference["total"],
+                               (4.0 / 7.0) * joint + 0.5 * sum(full.values()) + 0.5 * sum(deep.values()))
+    without = MAMLLoss(lambda_intra=0.0)(outputs, target)
+    torch.testing.assert_close(without["total"], (4.0 / 7.0) * joint)
+    # gradients: MS+MA reaches the branches' deep heads but not their full-resolution heads
+    ms_ma["total"].backward()
+    assert outputs["branches_deep"]["venous"][0].grad.abs().sum() > 0
+    assert outputs["branches"]["venous"].grad is None or outputs["branches"]["venous"].grad.abs().sum() == 0
+    with pytest.raises(ValueError, match=">= 0"):
+        MAMLLoss(lambda_deep=-1.0)
+
+
 def test_maml_loss_accepts_joint_deep_list_form_and_explicit_weights():
     generator = torch.Generator().manual_seed(6)
     outputs = maml_outputs(generator, 1, 2, 8, levels=2)
