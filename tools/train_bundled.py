@@ -8,13 +8,15 @@ templates that ``tools/fetch_spm_templates.py`` extracts (one real volume, heavy
 augmentation, no validation case: it is checked on nilearn's ICBM152 2009a template by
 ``tools/fetch_spm_templates.py --check``).
 
-Run (single-threaded times on the shared 2-core development machine)::
+Run (the budgets of the shipped v2 packages; minutes on one thread of the shared 2-core
+development machine: liver 115, brain ~110, atrium 78, tissue 63)::
 
-    python tools/train_bundled.py maml-liver-ct2 --iterations 1000 --work /tmp/train-liver --install
-    python tools/train_bundled.py maml-brain-mr4 --iterations 500 --work /tmp/train-brain --install
+    python tools/train_bundled.py maml-liver-ct2 --iterations 3000 --validate-every 250 --threads 1 --work /tmp/train-liver --install
+    python tools/train_bundled.py maml-brain-mr4 --iterations 2000 --validate-every 250 --threads 1 --work /tmp/train-brain --install
+    python tools/train_bundled.py dtc-atrium-mr --iterations 4000 --validate-every 500 --threads 1 --work /tmp/train-atrium --install
     python tools/fetch_spm_templates.py --output /tmp/spm-templates
     python tools/train_bundled.py maml-brain-tissue-mr3 --data /tmp/spm-templates/cases.json \\
-        --iterations 600 --work /tmp/train-tissue --install
+        --iterations 1200 --validate-every 300 --threads 1 --work /tmp/train-tissue --install
 
 It trains with ``MultiModalSegLib.training.train`` (the same code as ``mmseg train``),
 takes the best validation package (the last one when there is no validation case), adds
