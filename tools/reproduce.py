@@ -10,7 +10,7 @@ interrupted training resumes from its checkpoint. ``--only``, ``--seeds`` and ``
 this invocation runs, ``--max-minutes`` ends it (running children are stopped and resume next
 time), ``--jobs`` runs that many children side by side (one thread each). The report is written
 when every training and evaluation of the profile is finished (``--report-only`` writes it without
-running anything). Examples::
+running anything); with ``--only PAPER`` it covers that paper alone, once its runs are finished. Examples::
 
     python tools/reproduce.py --timing                     # s/iteration of every arm, projected cost
     python tools/reproduce.py --only maml --seeds 1337 --max-minutes 120
@@ -103,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("failed: " + ", ".join(summary.failed) + " (their logs are in WORK/<paper>/logs/)",
                       file=sys.stderr)
                 return 1
-        missing = unfinished(profile, args.work)
+        missing = unfinished(profile, args.work, args.papers)
         if missing:
             print(f"{len(missing)} training/evaluation job(s) of the '{profile.name}' profile are not finished yet "
                   f"(e.g. {missing[0]}); {args.output} is written once they are. Run the same command again.")
             return 0 if not args.report_only else 1
         from reproduction.report import write_report
 
-        markdown = write_report(profile, args.work, args.output.resolve(), list(PAPERS), command)
+        markdown = write_report(profile, args.work, args.output.resolve(), args.papers, command)
         atomic_write_text(args.output, markdown + "\n")
         print(f"wrote {args.output}")
         return 0

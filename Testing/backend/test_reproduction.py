@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -204,6 +205,12 @@ def test_report_gives_each_claim_its_verdict(tmp_path):
     for name in ("maml-curves", "maml-boxes", "dtc-curves", "dtc-boxes"):
         assert f"(images/reproduce-{name}.png)" in markdown
         assert (tmp_path / "docs" / "images" / f"reproduce-{name}.png").stat().st_size > 5000
+    # a report of one paper (``--only dtc --report-only`` while MAML still trains) says what it leaves out
+    shutil.rmtree(tmp_path / "maml" / "train" / "maml")
+    assert unfinished(profile, tmp_path, ["dtc"]) == [] and unfinished(profile, tmp_path) != []
+    partial = write_report(profile, tmp_path, tmp_path / "docs" / "results.md", ["dtc"], "test")
+    assert "Not in this report: MAML" in partial and "DTC Table 1: the semi-supervised gain" in partial
+    assert "MAML Table 1: the ordering" not in partial
 
 
 def test_an_evaluation_older_than_its_training_is_not_done(tmp_path):

@@ -130,10 +130,10 @@ def build_jobs(profile: Profile, work: Path, papers: Iterable[str], seeds: Itera
     return jobs
 
 
-def unfinished(profile: Profile, work: Path) -> list[str]:
-    """The keys of every training and evaluation of the whole profile that is not finished (reads no data)."""
+def unfinished(profile: Profile, work: Path, papers: Iterable[str] = ("maml", "dtc")) -> list[str]:
+    """The keys of every training and evaluation of ``papers`` in the profile that is not finished (reads no data)."""
     missing = []
-    for paper in ("maml", "dtc"):
+    for paper in papers:
         size = profile.paper(paper)
         for seed in profile.seeds:
             for arm in arms_of(paper):

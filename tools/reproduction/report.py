@@ -378,6 +378,11 @@ def write_report(profile: Profile, work: Path, output: Path, papers: list[str], 
          "not the data."),
         "",
     ]
+    left_out = [paper for paper in ("maml", "dtc") if paper not in papers]
+    if left_out:
+        lines += [("Not in this report: " + ", ".join(paper.upper() for paper in left_out) + " (its trainings were "
+                   f"not finished when it was written; `python tools/reproduce.py --profile {profile.name}` runs "
+                   "what is left and writes the whole report)."), ""]
     for results in loaded:
         lines += paper_section(results, records, images, "images/")
     return "\n".join(lines)
