@@ -20,8 +20,14 @@ What it does, and why:
   case is re-segmented by first removing its ``result.json``, so an interrupted write never
   looks complete.
 
+* SIGTERM / SIGINT (Slicer's Cancel, ``kill``, Ctrl-C) stop the run at the next window of the
+  case being segmented: that case keeps what it had (nothing, or its earlier complete result),
+  the summary lists the cases finished so far and says the run was cancelled, a ``cancelled``
+  event is sent, and the same command later goes on from the next unfinished case.
+
 Exit codes (the CLI's): 0 every case done or skipped, :data:`EXIT_CASES_FAILED` (3) when a
-case failed, 2 when nothing could start (a user error), 1 an internal error.
+case failed, 2 when nothing could start (a user error), 1 an internal error, 143 / 130 when
+cancelled by SIGTERM / SIGINT.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.training.cancellation import CancellationToken, RunCancelled, note_late_cancel, report_cancelled
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -55,6 +62,7 @@ EXIT_CASES_FAILED = 3
 """Exit code when at least one case failed (the others were segmented; see the summary)."""
 
 SUMMARY_JSON = "summary.json"
+CANCELLED_ACTIVITY = "Prediction of the data set"
 SUMMARY_CSV = "summary.csv"
 
 
@@ -249,10 +257,15 @@ def _segment(package: ModelPackage, network: Any, images: dict[str, Any], case: 
 
 
 def predict_data_set(model: str | Path, data: str, output: Path, options: BatchOptions,
-                     reporter: ProgressReporter) -> dict[str, Any]:
+                     reporter: ProgressReporter, token: CancellationToken | None = None) -> dict[str, Any]:
     """Segment every case of ``data`` into ``output``; return the summary (also written as summary.json).
 
+    ``token`` (a :class:`~MultiModalSegLib.training.cancellation.CancellationToken`) is checked after
+    every batch of windows and before every case.
+
     Raises:
+        RunCancelled: the token was cancelled; ``summary.json`` lists the cases finished before it
+            (with ``"cancelled"``) and the case being segmented keeps what it had before.
         MultiModalSegError: nothing could start (unknown model, unreadable data spec, no case,
             an output folder that must not be written). A failing case never raises.
     """
@@ -305,6 +318,9 @@ def predict_data_set(model: str | Path, data: str, output: Path, options: BatchO
     try:
         for number, (case, record, previous, pending_index) in enumerate(plan, start=1):
             case_started = time.perf_counter()
+            if token is not None and token.requested:  # between cases: the summary says where it stopped
+                write_summary(output, {**header, "cancelled": {"case": case.case_id}}, records, labels)
+                token.check(case.case_id, CANCELLED_ACTIVITY, "case")
             if case.problem is not None:
                 record.error = case.problem
             elif previous is not None:
@@ -316,17 +332,28 @@ def predict_data_set(model: str | Path, data: str, output: Path, options: BatchO
                                     "--overwrite to segment the case again.")
             else:
                 reporter.restart_stage("inference")
+                folder = output / case.case_id
+                existed = folder.is_dir()
+
+                def on_windows(done: int, total: int, case_id: str = case.case_id) -> None:
+                    reporter.progress("inference", done, total, case=case_id)
+                    if token is not None:
+                        token.check(case_id, CANCELLED_ACTIVITY, "case")
+
                 try:
                     images = reader.images(pending_index)
-                    folder = output / case.case_id
                     folder.mkdir(parents=True, exist_ok=True)
-                    written = _segment(package, network, images, case, folder, options,
-                                       lambda done, total, case_id=case.case_id: reporter.progress(
-                                           "inference", done, total, case=case_id))
+                    written = _segment(package, network, images, case, folder, options, on_windows)
                     del images
                     record.status, record.output = "done", str(folder.resolve())
                     record.volumes_ml = label_volumes_ml(folder, written)
                     record.warnings = _warning_texts(written)
+                except RunCancelled as cancelled:
+                    if not existed and folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()  # nothing of this case was written: leave no empty folder behind
+                    write_summary(output, {**header, "cancelled": {"case": case.case_id, "message": str(cancelled)}},
+                                  records, labels)
+                    raise
                 except Exception as error:  # noqa: BLE001 - one case's failure must not stop the others
                     record.error = _sentence(error)
                 record.seconds = round(time.perf_counter() - case_started, 3)
@@ -361,7 +388,12 @@ def run_batch_predict(args: argparse.Namespace, reporter: ProgressReporter) -> i
     options = BatchOptions(device=args.device, overlap=args.overlap, batch_size=args.batch_size,
                            largest_component=args.largest_component, tta=args.tta, overwrite=args.overwrite,
                            allow_missing=args.allow_missing)
-    summary = predict_data_set(args.model, args.data, args.output, options, reporter)
+    with CancellationToken() as token:
+        try:
+            summary = predict_data_set(args.model, args.data, args.output, options, reporter, token)
+        except RunCancelled as cancelled:
+            return report_cancelled(reporter, cancelled)
+        note_late_cancel(token, reporter, "every case was segmented")
     fields = {key: value for key, value in summary.items() if key != "cases"}
     reporter.result(**fields)
     return EXIT_CASES_FAILED if summary["counts"]["failed"] else 0

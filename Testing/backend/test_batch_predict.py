@@ -230,3 +230,52 @@ def test_a_finished_case_whose_label_map_was_damaged_fails_alone_with_a_sentence
     assert code == EXIT_CASES_FAILED
     assert lines[-1]["counts"] == {"done": 0, "skipped": 2, "failed": 1}
     assert "cannot be read" in lines[-1]["failed"][0]["error"] and "--overwrite" in lines[-1]["failed"][0]["error"]
+
+
+def test_sigterm_stops_a_batch_at_the_next_window_and_the_rerun_goes_on(tmp_path):
+    """A real ``python -m MultiModalSegLib predict --data`` process and a real SIGTERM while case_b runs.
+
+    Before cancellation existed here, SIGTERM killed the process (exit -15, no event) and the summary
+    did not say the run stopped. Now: exit 143, one ``cancelled`` event naming the case, case_a
+    finished, case_b and case_c with no result, the summary marked cancelled; the same command
+    later segments only what is left.
+    """
+    import signal
+    import subprocess
+
+    from test_predict_interruption import start_and_signal_at
+    from test_training_support import PYTHON, REPO, subprocess_env
+    from tiny_packages import make_tiny_maml, tiny_maml_manifest
+
+    from MultiModalSegLib.weights import save_model_package
+
+    package = save_model_package(make_tiny_maml(), {**tiny_maml_manifest(), "patch_size": [8, 16, 16]},
+                                 tmp_path / "model").folder
+    data = tmp_path / "cases"
+    for index, case in enumerate(("case_a", "case_b", "case_c")):  # 16x48x48: dozens of windows a case
+        write_small_ct(data / case / f"{case}_arterial.nii.gz", 2 * index, shape=(16, 48, 48))
+        write_small_ct(data / case / f"{case}_venous.nii.gz", 2 * index + 1, shape=(16, 48, 48))
+    output = tmp_path / "predictions"
+    command = [PYTHON, "-m", "MultiModalSegLib", "predict", "--model", str(package), "--data", str(data),
+               "--output", str(output), "--device", "cpu", "--json"]
+
+    def in_case_b(event: dict) -> bool:
+        return event.get("event") == "progress" and event.get("stage") == "inference" and event.get("case") == "case_b"
+
+    code, events = start_and_signal_at(command, in_case_b, signal.SIGTERM)
+    assert code == 143, events[-3:]
+    cancelled = [event for event in events if event["event"] == "cancelled"]
+    assert len(cancelled) == 1 and cancelled[0]["case"] == "case_b" and cancelled[0]["exit_code"] == 143
+    assert "cancelled by SIGTERM at case case_b" in cancelled[0]["message"]
+    assert not any(event["event"] == "result" for event in events)
+    assert (output / "case_a" / "result.json").is_file()
+    assert not (output / "case_b").exists() and not (output / "case_c").exists()
+    summary, rows = read_summary(output)
+    assert [row["case"] for row in rows] == ["case_a"] and summary["cancelled"]["case"] == "case_b"
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    result = json.loads(rerun.stdout.splitlines()[-1])
+    assert result["counts"] == {"done": 2, "skipped": 1, "failed": 0}
+    summary, rows = read_summary(output)
+    assert "cancelled" not in summary and [row["status"] for row in rows] == ["skipped", "done", "done"]
