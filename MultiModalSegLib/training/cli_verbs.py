@@ -237,7 +237,7 @@ def run_train(args: argparse.Namespace, reporter: Any) -> int:
     check_writable_folder(args.output, "output folder", OUTPUT_REMEDY)
     if args.resume:
         check_resume_settings(args.output, config, [dest for dest in OPTION_FIELDS if getattr(args, dest, None)
-                                                    is not None], modalities)
+                                                    is not None], modalities, getattr(args, "settings", None) or ())
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg train"
     with CancellationToken() as token:
         try:

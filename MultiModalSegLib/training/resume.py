@@ -56,7 +56,7 @@ def _option_name(field: str) -> str:
     for option, fields in OPTION_FIELDS.items():
         if field in fields:
             return "--" + option.replace("_", "-")
-    return field
+    return f"--set {field}"
 
 
 def _checkpoint_record(output: Path) -> dict[str, Any] | None:
@@ -80,7 +80,7 @@ def refuse_other_method(saved_method: str, method: str, output: Path) -> None:
 
 
 def check_resume_settings(output: str | Path, requested: TrainingConfig, explicit_options: Iterable[str],
-                          modalities: list[str] | None = None) -> None:
+                          modalities: list[str] | None = None, explicit_settings: Iterable[str] = ()) -> None:
     """Refuse ``--resume`` with settings other than the checkpoint's (see the module docstring).
 
     Args:
@@ -88,6 +88,8 @@ def check_resume_settings(output: str | Path, requested: TrainingConfig, explici
         requested: the config the command line builds (method defaults plus the options given).
         explicit_options: the ``train`` options given on the command line (argparse dests).
         modalities: ``--modalities`` as given, or None.
+        explicit_settings: the ``--set KEY=VALUE`` assignments given: their keys are compared even
+            when the value is the default (``--set dtc.beta=0.3`` against a checkpoint trained with 0.5).
     """
     from MultiModalSegLib.training.config import TrainingConfig
 
@@ -102,6 +104,7 @@ def check_resume_settings(output: str | Path, requested: TrainingConfig, explici
     defaults = _flatten(TrainingConfig.for_method(requested.method).to_dict())
     touched = {key for key, value in new.items() if value != defaults.get(key)}
     touched |= {field for option in explicit_options for field in OPTION_FIELDS.get(option, ())}
+    touched |= {str(assignment).partition("=")[0].strip() for assignment in explicit_settings}
     other_method = "maml." if requested.method == "dtc" else "dtc."  # settings this method never reads
     differing = sorted(key for key in touched - MAY_CHANGE
                        if new.get(key) != old.get(key) and not key.startswith(other_method))

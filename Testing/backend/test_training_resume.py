@@ -61,6 +61,19 @@ def test_resume_with_another_method_or_network_is_refused_in_a_sentence(dtc_run,
     assert load_checkpoint(dtc_run / "checkpoint").record == before, "a refused resume changed the checkpoint"
 
 
+def test_a_set_back_to_the_default_is_compared_with_the_checkpoint(tmp_path, capsys):
+    """``--set dtc.beta=0.3`` (the default) on a run trained with 0.5 was once taken as 'nothing asked'."""
+    output = tmp_path / "beta"
+    assert cli.main([*DTC_COMMAND, "--set", "dtc.beta=0.5", "--output", str(output)]) == 0
+    before = load_checkpoint(output / "checkpoint").record
+    code, last = resume(capsys, output, "--set", "dtc.beta=0.3")
+    assert code == 2 and last["event"] == "error", last
+    assert "--set dtc.beta 0.5 (asked: 0.3)" in last["message"], last["message"]
+    assert load_checkpoint(output / "checkpoint").record == before, "a refused resume changed the checkpoint"
+    code, last = resume(capsys, output, "--set", "dtc.beta=0.5", "--iterations", "3", "--checkpoint-every", "3")
+    assert code == 0 and last["event"] == "result", last
+
+
 @pytest.mark.slow
 def test_the_same_command_with_resume_and_a_longer_run_is_accepted(dtc_run, capsys):
     code, last = resume(capsys, dtc_run, "--iterations", "3", "--validate-every", "50", "--checkpoint-every", "3")
