@@ -4,7 +4,9 @@ A user who points ``--output`` at a read-only share, a folder below a file, or a
 cannot write must hear so in one sentence before an hour of training, not in a traceback after
 it. Every verb that writes calls :func:`check_writable_folder` for each of its destinations
 first: ``predict``, ``demo``, ``evaluate`` and ``train`` their ``--output``; ``finetune`` its
-``--output`` and the user model store (or ``OUTPUT/model`` with ``--no-store``).
+``--output`` and the user model store (or ``OUTPUT/model`` with ``--no-store``). The library's
+``train()`` and ``finetune()`` check their destinations too, before loading any data, so a
+script that calls them directly is told as early as the command line.
 
 The check *writes*: it creates and removes a hidden file in the destination (or, when the
 destination does not exist yet, in its nearest existing parent, where it will be created).
@@ -140,10 +142,14 @@ def weights_kept_if_save_fails(network: torch.nn.Module, manifest: Callable[[], 
             "written.", kept_weights=str(kept)) from error
 
 
-def check_finetune_destinations(output: str | os.PathLike[str], store: bool) -> None:
-    """``finetune`` writes ``OUTPUT/result.json`` and the new version: the user model store, or ``OUTPUT/model``."""
+def check_finetune_destinations(output: str | os.PathLike[str], store: bool,
+                                store_folder: str | os.PathLike[str] | None = None) -> None:
+    """``finetune`` writes ``OUTPUT/result.json`` and the new version: the model store, or ``OUTPUT/model``.
+
+    ``store_folder`` is the store it writes to (default: the user model store).
+    """
     check_writable_folder(output, "output folder", OUTPUT_REMEDY)
     if store:
         from MultiModalSegLib.model_store import user_model_store_dir
 
-        check_writable_folder(user_model_store_dir(), "model store", STORE_REMEDY)
+        check_writable_folder(store_folder or user_model_store_dir(), "model store", STORE_REMEDY)

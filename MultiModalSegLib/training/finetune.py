@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from MultiModalSegLib.atomic import atomic_write_json
+from MultiModalSegLib.destinations import check_finetune_destinations
 from MultiModalSegLib.errors import MultiModalSegError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,6 +162,7 @@ def finetune(model: str | Path, labeled: str | list[str], unlabeled: str | list[
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise MultiModalSegError(f"The output {output} is a file; give a folder.")
+    check_finetune_destinations(output, store=write_to_store, store_folder=store)  # before loading anything
     labeled_specs, unlabeled_specs = _as_list(labeled), _as_list(unlabeled)
     if not labeled_specs:
         raise MultiModalSegError("Fine-tuning needs labeled cases; pass --labeled with corrected cases.")

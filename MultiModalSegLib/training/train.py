@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from MultiModalSegLib.atomic import atomic_write_json
+from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_writable_folder
 from MultiModalSegLib.errors import MultiModalSegError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,6 +83,8 @@ def _prepare_output(output: Path, resume: bool, overwrite: bool, is_main: bool) 
         if not (output / CHECKPOINT).exists() and not any(output.glob(f".{CHECKPOINT}.old-*")):
             raise MultiModalSegError(
                 f"--resume was given but {output} holds no checkpoint; run without --resume to start training.")
+        if is_main:
+            check_writable_folder(output, "output folder", OUTPUT_REMEDY)
         return
     if output.exists() and not output.is_dir():
         raise MultiModalSegError(f"The output {output} is a file; give a folder.")
@@ -94,6 +97,8 @@ def _prepare_output(output: Path, resume: bool, overwrite: bool, is_main: bool) 
             for name in (BEST, LAST, CHECKPOINT):
                 shutil.rmtree(output / name, ignore_errors=True)
             (output / RESULT).unlink(missing_ok=True)
+    if is_main:  # before any data is read: a read-only folder is said now, not after the last iteration
+        check_writable_folder(output, "output folder", OUTPUT_REMEDY)
 
 
 def _default_model_id(method: str, data: str) -> str:

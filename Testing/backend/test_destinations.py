@@ -116,3 +116,35 @@ def test_a_training_whose_output_fails_mid_run_keeps_the_weights_and_says_where(
     kept = Path(events[-1]["kept_weights"])
     assert load_model_package(kept).manifest["provenance"]["iteration"] == 2  # the first checkpoint's save
     assert f"Could not write {output / 'checkpoint'}" in events[-1]["message"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("function", ["train", "finetune-output", "finetune-store"])
+def test_the_library_refuses_an_unwritable_destination_before_any_work(function, kind, tmp_path, stores):  # noqa: F811
+    """A script calling ``train()`` / ``finetune()`` directly is told as early as the command line."""
+    import io
+
+    from test_training_finetune import tiny_finetune
+    from test_training_support import tiny_config
+
+    from MultiModalSegLib.errors import MultiModalSegError
+    from MultiModalSegLib.progress import ProgressReporter
+    from MultiModalSegLib.training.finetune import finetune
+    from MultiModalSegLib.training.train import train
+
+    events = io.StringIO()
+    with unwritable_destination(kind, tmp_path) as destination, pytest.raises(MultiModalSegError) as error:
+        reporter = ProgressReporter(stream=events)
+        if function == "train":
+            train(tiny_config("dtc"), ATRIUM, destination, reporter=reporter)
+        elif function == "finetune-output":
+            finetune(stores["bundled"] / "tiny-liver", LABELED, None, destination, config=tiny_finetune(),
+                     reporter=reporter)
+        else:
+            finetune(stores["bundled"] / "tiny-liver", LABELED, None, tmp_path / "finetune-out",
+                     config=tiny_finetune(), reporter=reporter, store=destination)
+    message = str(error.value)
+    assert str(destination) in message and message.endswith(".")
+    assert ("is a file, not a folder" in message) if kind == "under-a-file" else ("Read-only file system" in message)
+    assert events.getvalue() == "", "work started before the destination was checked"
+    assert not (tmp_path / "finetune-out").exists()
