@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from MultiModalSegLib.argtypes import non_negative_int, positive_int
-from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_finetune_destinations, check_writable_folder
+from MultiModalSegLib.destinations import OUTPUT_REMEDY, check_writable_folder
 from MultiModalSegLib.errors import MultiModalSegError
 
 EXIT_OK = 0
@@ -271,8 +271,7 @@ def run_finetune(args: argparse.Namespace, reporter: Any) -> int:
             setattr(config, name, value)
     if args.batch is not None and args.labeled_batch is None:
         config.labeled_batch_size = max(1, args.batch // 2)
-    config.validate()
-    check_finetune_destinations(args.output, store=not args.no_store)
+    config.validate()  # finetune() checks the output folder and the store before any work
     command = " ".join(["mmseg", *sys.argv[1:]]) if sys.argv else "mmseg finetune"
     with CancellationToken() as token:
         try:

@@ -160,8 +160,6 @@ def finetune(model: str | Path, labeled: str | list[str], unlabeled: str | list[
     reporter = reporter or ProgressReporter(quiet=True)
     token = token or CancellationToken()
     output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise MultiModalSegError(f"The output {output} is a file; give a folder.")
     check_finetune_destinations(output, store=write_to_store, store_folder=store)  # before loading anything
     labeled_specs, unlabeled_specs = _as_list(labeled), _as_list(unlabeled)
     if not labeled_specs:

@@ -8,6 +8,7 @@ ended in a traceback. Real unwritable folders (read_only.py), the real CLI (``cl
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -15,10 +16,14 @@ import pytest
 import torch
 from read_only import KINDS, Sabotage, replace_with_file, unwritable_destination
 from test_cli import write_ct
-from test_training_finetune import LABELED, UNLABELED, stores  # noqa: F401 - the fixture
-from test_training_support import ATRIUM
+from test_training_finetune import LABELED, UNLABELED, stores, tiny_finetune  # noqa: F401 - the fixture
+from test_training_support import ATRIUM, tiny_config
 
 from MultiModalSegLib import cli
+from MultiModalSegLib.errors import MultiModalSegError
+from MultiModalSegLib.progress import ProgressReporter
+from MultiModalSegLib.training.finetune import finetune
+from MultiModalSegLib.training.train import train
 from MultiModalSegLib.weights import load_model_package
 
 LIVER_DATA = "phantom:liver-ct2:1:0?shape=16x32x32"
@@ -122,16 +127,6 @@ def test_a_training_whose_output_fails_mid_run_keeps_the_weights_and_says_where(
 @pytest.mark.parametrize("function", ["train", "finetune-output", "finetune-store"])
 def test_the_library_refuses_an_unwritable_destination_before_any_work(function, kind, tmp_path, stores):  # noqa: F811
     """A script calling ``train()`` / ``finetune()`` directly is told as early as the command line."""
-    import io
-
-    from test_training_finetune import tiny_finetune
-    from test_training_support import tiny_config
-
-    from MultiModalSegLib.errors import MultiModalSegError
-    from MultiModalSegLib.progress import ProgressReporter
-    from MultiModalSegLib.training.finetune import finetune
-    from MultiModalSegLib.training.train import train
-
     events = io.StringIO()
     with unwritable_destination(kind, tmp_path) as destination, pytest.raises(MultiModalSegError) as error:
         reporter = ProgressReporter(stream=events)
