@@ -35,6 +35,12 @@ DTC_VARIANT_NAMES = ("seg", "lsf", "seg+lsf", "seg+lsf+dtc")
 SETTING_SECTIONS = ("optimizer", "maml", "dtc")
 
 
+def split_setting(assignment: str) -> tuple[str, str, str]:
+    """``KEY=VALUE`` of ``mmseg train --set`` as (KEY stripped, "=" or "" when missing, VALUE text)."""
+    key, separator, text = str(assignment).partition("=")
+    return key.strip(), separator, text
+
+
 @dataclass
 class OptimizerConfig:
     """SGD and its learning-rate schedule (both references use SGD)."""
@@ -259,8 +265,7 @@ class TrainingConfig:
         """
         import json
 
-        key, separator, text = str(assignment).partition("=")
-        key = key.strip()
+        key, separator, text = split_setting(assignment)
         if not separator or not key:
             raise MultiModalSegError(f"--set takes KEY=VALUE (e.g. maml.lambda_deep=1), not '{assignment}'.")
         target: Any = self

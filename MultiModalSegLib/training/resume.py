@@ -91,7 +91,7 @@ def check_resume_settings(output: str | Path, requested: TrainingConfig, explici
         explicit_settings: the ``--set KEY=VALUE`` assignments given: their keys are compared even
             when the value is the default (``--set dtc.beta=0.3`` against a checkpoint trained with 0.5).
     """
-    from MultiModalSegLib.training.config import TrainingConfig
+    from MultiModalSegLib.training.config import TrainingConfig, split_setting
 
     output = Path(output)
     record = _checkpoint_record(output)
@@ -104,7 +104,7 @@ def check_resume_settings(output: str | Path, requested: TrainingConfig, explici
     defaults = _flatten(TrainingConfig.for_method(requested.method).to_dict())
     touched = {key for key, value in new.items() if value != defaults.get(key)}
     touched |= {field for option in explicit_options for field in OPTION_FIELDS.get(option, ())}
-    touched |= {str(assignment).partition("=")[0].strip() for assignment in explicit_settings}
+    touched |= {split_setting(assignment)[0] for assignment in explicit_settings}
     other_method = "maml." if requested.method == "dtc" else "dtc."  # settings this method never reads
     differing = sorted(key for key in touched - MAY_CHANGE
                        if new.get(key) != old.get(key) and not key.startswith(other_method))
